@@ -1,0 +1,185 @@
+"""One typed configuration shared by the CLI, config files (YAML/JSON) and the Python API.
+
+Every field has bounds and a description; ``cryocare <command> --help`` and
+``cryocare config --example`` are generated from these models. Checkpoints embed
+``model_dump()`` of the configuration they were trained with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+DeviceName = str  # "auto", "cpu", "cuda", "cuda:1", ...
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """U-Net architecture (cryo-CARE: depth 2, 3x3(x3) kernels, linear last layer)."""
+
+    depth: int = Field(2, ge=1, le=5, description="Number of down-sampling levels of the U-Net.")
+    n_first: int = Field(16, ge=4, le=128, description="Feature channels at the first level (doubled per level).")
+    kernel_size: int = Field(3, ge=3, le=7, description="Convolution kernel size (odd).")
+    residual: bool = Field(True, description="Add the input to the network output (learn a correction).")
+    norm: Literal["none", "batch", "group"] = Field("none", description="Normalisation layer after each conv.")
+
+    @model_validator(mode="after")
+    def _odd_kernel(self) -> ModelConfig:
+        if self.kernel_size % 2 == 0:
+            raise ValueError("kernel_size must be odd")
+        return self
+
+
+class PatchConfig(_Section):
+    """Random sub-volume (3D) or sub-image (2D) pairs extracted from the even/odd halves."""
+
+    patch_size: int | None = Field(
+        None, ge=16, le=512, description="Edge length of a patch in voxels (default 64 in 3D, 128 in 2D)."
+    )
+    n_patches: int | None = Field(
+        None, ge=8, description="Patch pairs per tomogram/image pair (default 1200 in 3D, 1000 in 2D)."
+    )
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="Fraction of patches held out for validation, from a separate region."
+    )
+    mask: Path | None = Field(None, description="Optional MRC mask: patches are centred where mask > 0.")
+    augment: bool = Field(
+        True, description="Random flips, 180-degree rotations about the tilt axis (y) and half swaps."
+    )
+
+    def resolved_patch_size(self, ndim: int) -> int:
+        return self.patch_size if self.patch_size is not None else (64 if ndim == 3 else 128)
+
+    def resolved_n_patches(self, ndim: int) -> int:
+        return self.n_patches if self.n_patches is not None else (1200 if ndim == 3 else 1000)
+
+
+class TrainConfig(_Section):
+    """Noise2Noise training (MSE between the network output on one half and the other half)."""
+
+    epochs: int = Field(100, ge=1, le=100000, description="Maximum number of epochs.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Patch pairs per optimisation step.")
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="Optimisation steps per epoch (default: one pass over the training patches)."
+    )
+    learning_rate: float = Field(4e-4, gt=0, le=1.0, description="Initial Adam learning rate.")
+    lr_schedule: Literal["cosine", "plateau", "constant"] = Field(
+        "cosine", description="Learning-rate schedule (cosine decays over the epoch or time budget)."
+    )
+    max_minutes: float | None = Field(
+        None, gt=0, description="Wall-time budget for training in minutes; training stops cleanly when reached."
+    )
+    seed: int = Field(0, ge=0, description="Random seed (patches, initialisation, augmentation).")
+    precision: Precision = Field(
+        "auto", description="auto: bf16 on CPUs with bf16 support and on GPUs, else fp32."
+    )
+    device: DeviceName = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    checkpoint_every_minutes: float = Field(
+        5.0, gt=0, description="Write the resumable 'last' checkpoint at least this often."
+    )
+    compile: bool = Field(False, description="Use torch.compile (GPU; slower start, faster steps).")
+
+
+class PredictConfig(_Section):
+    """Tiled, memory-bounded prediction."""
+
+    tile_size: int | None = Field(
+        None, ge=16, description="Tile edge in voxels (default: chosen from memory_budget_gb)."
+    )
+    overlap: int | None = Field(
+        None, ge=0, description="Overlap between tiles in voxels (default: a quarter of the tile)."
+    )
+    batch_size: int | None = Field(None, ge=1, description="Tiles per forward pass (default: from budget).")
+    memory_budget_gb: float = Field(
+        1.0, gt=0, description="Memory for tile batches and activations (host on CPU, GPU on GPU)."
+    )
+    precision: Precision = Field("auto", description="Inference precision (auto: bf16 where supported).")
+    device: DeviceName = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    write_halves: bool = Field(
+        False, description="Also write the two restored halves (<output>_even/_odd) for half-map FSC."
+    )
+
+
+class SimulateConfig(_Section):
+    """Built-in simulator of a cryo-ET acquisition with known ground truth."""
+
+    shape: tuple[int, int, int] = Field((64, 192, 192), description="Tomogram shape (z, y, x) in voxels.")
+    pixel_size: float = Field(8.0, gt=0, description="Pixel size in Angstrom.")
+    tilt_min: float = Field(-60.0, ge=-80, le=0, description="First tilt angle (degrees).")
+    tilt_max: float = Field(60.0, ge=0, le=80, description="Last tilt angle (degrees).")
+    tilt_step: float = Field(3.0, gt=0, le=30, description="Tilt increment (degrees).")
+    dose_per_tilt: float = Field(3.0, gt=0, description="Electron dose per tilt in e-/A^2.")
+    n_frames: int = Field(8, ge=2, le=200, description="Dose-fractionated frames per tilt (split even/odd).")
+    defocus_um: float = Field(3.0, ge=0, le=15, description="Underfocus in micrometres (0: no CTF).")
+    voltage_kv: float = Field(300.0, gt=0, description="Acceleration voltage in kV.")
+    n_membranes: int = Field(2, ge=0, description="Number of lipid vesicles.")
+    n_filaments: int = Field(3, ge=0, description="Number of decorated filaments.")
+    n_complexes: int = Field(30, ge=0, description="Number of globular complexes.")
+    seed: int = Field(0, ge=0, description="Random seed; the same seed gives the same dataset.")
+
+
+class CryocareConfig(_Section):
+    """Everything a run needs; sections map to config-file keys and CLI option groups."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    patches: PatchConfig = Field(default_factory=PatchConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        parts.append(f"{loc}: {e['msg']}")
+    return f"invalid configuration in {source}: " + "; ".join(parts)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CryocareConfig:
+    """Read a YAML or JSON config file (optional) and apply nested ``overrides`` on top.
+
+    Raises :class:`ConfigError` naming the file and the offending keys.
+    """
+    data: dict[str, Any] = {}
+    source = "options"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError("config file not found; check the path", p)
+        text = p.read_text(encoding="utf-8", errors="replace")
+        try:
+            if p.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+        except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
+            raise ConfigError(f"cannot parse config file ({type(exc).__name__}: {exc})", p) from None
+        if not isinstance(data, dict):
+            raise ConfigError("config file must hold a mapping of sections (model, patches, train, ...)", p)
+    for section, values in (overrides or {}).items():
+        if values:
+            data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    try:
+        return CryocareConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """JSON-safe dump (paths as strings, tuples as lists)."""
+    return json.loads(cfg.model_dump_json())

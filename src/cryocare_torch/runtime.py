@@ -1,0 +1,96 @@
+"""Device, precision and thread selection shared by training and prediction.
+
+Never falls back silently: :func:`resolve_device` raises :class:`DeviceError` when the requested
+device is missing, and :func:`describe` gives the one line the CLI prints about where work runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+
+import torch
+
+from .errors import DeviceError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when available else ``cpu``; explicit names are checked."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device '{name}' requested but only {torch.cuda.device_count()} GPU(s) exist")
+    return dev
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype for ``precision`` on ``device`` (float32 means no autocast)."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise DeviceError("fp16 precision needs a CUDA GPU; use bf16 or fp32 on CPU")
+        return torch.float16
+    # auto
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Autocast to ``dtype`` on ``device``; a no-op for float32."""
+    if dtype == torch.float32:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def set_threads(num_threads: int | None) -> int:
+    """Set torch's intra-op threads (default: the CPUs this process may use). Returns the count."""
+    if num_threads is None:
+        try:
+            num_threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - non-Linux
+            num_threads = os.cpu_count() or 1
+    torch.set_num_threads(max(1, int(num_threads)))
+    return torch.get_num_threads()
+
+
+def memory_format(ndim: int, device: torch.device) -> torch.memory_format:
+    """channels_last(_3d) where it helps (oneDNN on CPU, cuDNN on GPU)."""
+    return torch.channels_last_3d if ndim == 3 else torch.channels_last
+
+
+def describe(device: torch.device, dtype: torch.dtype) -> str:
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        name = torch.cuda.get_device_name(idx)
+        where = f"GPU {idx} ({name})"
+    else:
+        where = f"CPU ({torch.get_num_threads()} threads)"
+    return f"running on {where}, precision {str(dtype).replace('torch.', '')}"
