@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``cryocare`` command-line interface (thin wrappers over :mod:`cryocare_torch.api`)."""

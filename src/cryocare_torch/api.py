@@ -1,0 +1,149 @@
+"""Python API mirroring the CLI: ``train``, ``predict``, ``denoise``.
+
+>>> from cryocare_torch import denoise
+>>> denoise([("tomo_even.mrc", "tomo_odd.mrc")], "tomo_denoised.mrc", max_minutes=15)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import CryocareConfig
+from .errors import ConfigError, DataError
+from .io.atomic import check_output
+from .io.mrc import read_meta
+
+PathLike = str | Path
+Pair = tuple[PathLike, PathLike]
+
+_HALF_TOKENS = re.compile(r"([_.-]?(even|odd|evn|half1|half2|half_1|half_2))$", re.IGNORECASE)
+
+
+def pair_stem(even: PathLike) -> str:
+    """A name for a pair from its even file: ``TS_01_EVN_Vol.mrc`` -> ``TS_01_Vol``, ``a_even.mrc`` -> ``a``."""
+    stem = Path(even).name
+    for ext in (".mrc", ".rec", ".st", ".ali", ".map", ".mrcs"):
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    stem = re.sub(r"_(EVN|even|half1)_", "_", stem, flags=re.IGNORECASE)
+    stem = _HALF_TOKENS.sub("", stem)
+    if stem in ("", "even"):
+        stem = Path(even).parent.name or "tomogram"
+    return stem
+
+
+def validate_pairs(pairs: Sequence[Pair]) -> list[tuple[Path, Path]]:
+    """Check every pair before any long work: files readable, halves of equal shape and voxel size."""
+    if not pairs:
+        raise ConfigError("no even/odd pairs given; pass --even E.mrc --odd O.mrc")
+    out = []
+    for even, odd in pairs:
+        e, o = Path(even), Path(odd)
+        if e.resolve() == o.resolve():
+            raise DataError(f"even and odd are the same file ({e}); give the two independent halves", e)
+        me, mo = read_meta(e), read_meta(o)
+        if me.shape != mo.shape:
+            raise DataError(f"halves differ in shape: {e} is {me.shape}, {o} is {mo.shape}; pair the right files")
+        if me.has_voxel_size and mo.has_voxel_size and any(
+            abs(a - b) > 1e-3 * max(a, b) for a, b in zip(me.voxel_size, mo.voxel_size, strict=True)
+        ):
+            raise DataError(
+                f"halves differ in voxel size: {e} has {me.voxel_size[0]:.3f} A, {o} has {mo.voxel_size[0]:.3f} A"
+            )
+        out.append((e, o))
+    return out
+
+
+def output_paths(pairs: Sequence[tuple[Path, Path]], output: PathLike | Sequence[PathLike]) -> list[Path]:
+    """One output per pair: a list of the same length, a file for a single pair, else a folder."""
+    if isinstance(output, (list, tuple)):
+        if len(output) == len(pairs):
+            return [Path(p) for p in output]
+        if len(output) != 1:
+            raise ConfigError(f"{len(output)} outputs for {len(pairs)} pairs; give one per pair or one folder")
+        output = output[0]
+    out = Path(output)  # type: ignore[arg-type]
+    if len(pairs) == 1 and out.suffix:
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"several pairs need --output to be a folder, but {out} is a file")
+    names = [pair_stem(e) for e, _ in pairs]
+    if len(set(names)) != len(names):
+        names = [f"{n}_{i:03d}" for i, n in enumerate(names)]
+    return [out / f"{n}_denoised.mrc" for n in names]
+
+
+def train(
+    pairs: Sequence[Pair],
+    output_dir: PathLike,
+    config: CryocareConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Train a model on even/odd pairs; returns the path of the best checkpoint."""
+    from .train import train as _train
+
+    checked = validate_pairs(pairs)
+    result = _train(checked, Path(output_dir), config or CryocareConfig(), resume=resume, progress=progress, log=log)
+    return Path(getattr(result, "best", Path(output_dir) / "best.pt"))
+
+
+def predict(
+    checkpoint: PathLike,
+    even: PathLike,
+    odd: PathLike,
+    output: PathLike,
+    config: CryocareConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Restore one pair with a trained model (network applied to both halves, outputs averaged)."""
+    from .predict import predict_files
+
+    cfg = config or CryocareConfig()
+    return predict_files(
+        Path(checkpoint), Path(even), Path(odd), Path(output), cfg.predict, overwrite=overwrite, progress=progress,
+        log=log,
+    )
+
+
+def denoise(
+    pairs: Sequence[Pair],
+    output: PathLike | Sequence[PathLike],
+    config: CryocareConfig | None = None,
+    *,
+    model_dir: PathLike | None = None,
+    max_minutes: float | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Train on all pairs, then restore each one. Inputs and outputs are checked before training."""
+    cfg = (config or CryocareConfig()).model_copy(deep=True)
+    if max_minutes is not None:
+        cfg.train.max_minutes = max_minutes
+    checked = validate_pairs(pairs)
+    outs = output_paths(checked, output)
+    inputs = [p for pair in checked for p in pair]
+    for out, (even, _) in zip(outs, checked, strict=True):
+        if out.parent and not out.parent.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+        n_vox = 1
+        for s in read_meta(even).shape:
+            n_vox *= s
+        factor = 3 if cfg.predict.write_halves else 1
+        check_output(out, overwrite=overwrite, inputs=inputs, nbytes=4 * n_vox * factor)
+    mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
+    best = train(checked, mdir, cfg, resume=resume, progress=progress, log=log)
+    return [
+        predict(best, even, odd, out, cfg, overwrite=overwrite, progress=progress, log=log)
+        for out, (even, odd) in zip(outs, checked, strict=True)
+    ]

@@ -1,0 +1,93 @@
+"""The ``cryocare`` command: argument parsing, one-line errors, exit codes.
+
+Every failure a user can act on ends with one line on stderr, ``cryocare: error: <file>: <problem>``,
+and the exit code of its :class:`~cryocare_torch.errors.CryocareError` class. ``--debug`` (anywhere
+on the command line) shows the Python traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from cyclopts import App, Parameter
+from cyclopts.exceptions import CycloptsError
+
+from ..errors import CryocareError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+app = App(
+    name="cryocare",
+    help=(
+        "Noise2Noise (cryo-CARE) restoration of cryo-ET tomograms and cryo-EM images.\n\n"
+        "Train a U-Net on pairs of the same specimen with independent noise (even/odd frame or tilt "
+        "halves) and restore the data; no clean image needed. Add --debug to any command to see a "
+        "traceback on errors."
+    ),
+    version_flags=["--version"],
+    default_parameter=Parameter(negative_iterable=()),
+)
+
+
+def _register() -> None:
+    from . import commands_core  # noqa: F401  (registers commands on import)
+
+    for optional in ("commands_eval", "commands_prepare", "commands_batch"):
+        try:
+            __import__(f"{__package__}.{optional}")
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name and not exc.name.endswith(optional):
+                raise
+
+
+def _error(message: str) -> None:
+    first = " ".join(str(message).split())
+    print(f"cryocare: error: {first}", file=sys.stderr)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns (and exits with) the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("CRYOCARE_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    code = main(args, debug=debug)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def main(args: Sequence[str], *, debug: bool = False) -> int:
+    _register()
+    try:
+        result = app(list(args), exit_on_error=False, print_error=False, result_action="return_value")
+    except CycloptsError as exc:
+        _error(f"{exc} (see 'cryocare --help')")
+        return EXIT_USAGE
+    except CryocareError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted; partial outputs were removed (training can be continued with --resume)")
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        _error("out of host memory; lower --memory-budget/--tile-size or --batch-size")
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
+        if debug:
+            traceback.print_exc()
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it")
+        return EXIT_INTERNAL
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,120 @@
+"""Option groups shared by several commands, and their mapping onto :class:`CryocareConfig`.
+
+Precedence: defaults < ``--config FILE`` (YAML/JSON) < ``--set section.key=value`` < explicit flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from cyclopts import Group, Parameter
+
+from ..config import CryocareConfig, load_config
+from ..errors import ConfigError
+
+G_CONFIG = Group("Configuration", sort_key=10)
+G_TRAIN = Group("Training", sort_key=20)
+G_PREDICT = Group("Prediction", sort_key=30)
+G_RUNTIME = Group("Hardware", sort_key=40)
+
+
+@Parameter(name="*", group=G_CONFIG)
+@dataclass
+class ConfigOptions:
+    config: Path | None = None
+    "YAML or JSON file with sections model, patches, train, predict, simulate (see 'cryocare config')."
+    set_: Annotated[list[str] | None, Parameter(name="--set")] = None
+    "Override any setting, e.g. --set train.learning_rate=2e-4 --set model.depth=3 (repeatable)."
+
+
+@Parameter(name="*", group=G_TRAIN)
+@dataclass
+class TrainOptions:
+    max_minutes: float | None = None
+    "Wall-time budget for training, in minutes (training stops cleanly and keeps the best model)."
+    epochs: int | None = None
+    "Maximum number of epochs (default 100; usually --max-minutes ends training first)."
+    batch_size: int | None = None
+    "Patch pairs per optimisation step."
+    patch_size: int | None = None
+    "Patch edge in voxels (default 64 for tomograms, 128 for images)."
+    n_patches: int | None = None
+    "Patch pairs per tomogram pair (default 1200 in 3D, 1000 in 2D)."
+    learning_rate: float | None = None
+    "Initial Adam learning rate."
+    depth: int | None = None
+    "U-Net depth (default 2, as in cryo-CARE)."
+    seed: int | None = None
+    "Random seed; the same seed, data and device give the same result."
+
+
+@Parameter(name="*", group=G_PREDICT)
+@dataclass
+class PredictOptions:
+    tile_size: int | None = None
+    "Tile edge in voxels (default: chosen from --memory-budget)."
+    overlap: int | None = None
+    "Overlap between tiles in voxels (default: a quarter of the tile)."
+    memory_budget: float | None = None
+    "Memory (GB) for tiles and activations during prediction (default 1)."
+    write_halves: bool = False
+    "Also write the restored even and odd halves (OUTPUT_even.mrc, OUTPUT_odd.mrc) for half-map FSC."
+
+
+@Parameter(name="*", group=G_RUNTIME)
+@dataclass
+class RuntimeOptions:
+    device: str | None = None
+    "auto (GPU if present), cpu, cuda or cuda:N. The device used is always printed."
+    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
+    "auto: bf16 on GPUs and on CPUs with bf16 instructions, else fp32."
+    threads: int | None = None
+    "CPU threads (default: all available cores)."
+
+
+def parse_sets(sets: list[str] | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        section, dot, field = key.strip().partition(".")
+        if not sep or not dot or not section or not field:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=50")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(section, {})[field] = value
+    return out
+
+
+def build_config(
+    cfg_opts: ConfigOptions | None = None,
+    train: TrainOptions | None = None,
+    predict: PredictOptions | None = None,
+    runtime: RuntimeOptions | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> CryocareConfig:
+    """Merge config file, --set overrides and flags into one validated configuration."""
+    cfg_opts = cfg_opts or ConfigOptions()
+    overrides = parse_sets(cfg_opts.set_)
+    for section, values in (extra or {}).items():
+        overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+
+    def put(section: str, **values: Any) -> None:
+        overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+
+    if train is not None:
+        put("train", max_minutes=train.max_minutes, epochs=train.epochs, batch_size=train.batch_size,
+            learning_rate=train.learning_rate, seed=train.seed)
+        put("patches", patch_size=train.patch_size, n_patches=train.n_patches)
+        put("model", depth=train.depth)
+    if predict is not None:
+        put("predict", tile_size=predict.tile_size, overlap=predict.overlap,
+            memory_budget_gb=predict.memory_budget, write_halves=predict.write_halves or None)
+    if runtime is not None:
+        for section in ("train", "predict"):
+            put(section, device=runtime.device, precision=runtime.precision, num_threads=runtime.threads)
+    return load_config(cfg_opts.config, overrides)
