@@ -109,6 +109,11 @@ class PredictConfig(_Section):
     write_halves: bool = Field(
         False, description="Also write the two restored halves (<output>_even/_odd) for half-map FSC."
     )
+    normalization: Literal["input", "checkpoint"] = Field(
+        "input",
+        description="input: normalise with mean/std of the pair being restored (robust to a different scale); "
+        "checkpoint: use the training data's statistics.",
+    )
 
 
 class SimulateConfig(_Section):

@@ -1,0 +1,176 @@
+"""Restore an even/odd MRC pair into an MRC file, slab by slab, with bounded memory.
+
+Inputs are read through :func:`cryocare_torch.io.mrc.read_slab` (short-lived maps), outputs go
+through :class:`cryocare_torch.io.mrc.VolumeWriter` (a temporary file renamed when complete), so a
+failure at any point leaves nothing at the output paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import PredictConfig
+from ..errors import CheckpointError, DataError
+from ..io.atomic import check_output
+from ..io.mrc import HEADER_BYTES, VolumeMeta, VolumeWriter, open_memmap, read_meta, read_slab
+from ..runtime import describe, resolve_device, resolve_dtype, set_threads
+from .arrays import Log, build_grid, default_log, run_with_retry, sample_stats
+from .engine import Forward, run_tiled
+from .memory import TilePlan, bytes_per_voxel, choose_tiling, device_budget_bytes, size_multiple
+
+_LABEL = "cryocare-torch predict"
+
+
+def half_paths(output: Path) -> tuple[Path, Path]:
+    """``<stem>_even.mrc`` and ``<stem>_odd.mrc`` beside ``output``."""
+    suffix = output.suffix or ".mrc"
+    return output.with_name(f"{output.stem}_even{suffix}"), output.with_name(f"{output.stem}_odd{suffix}")
+
+
+def read_section(path: Path, meta: VolumeMeta, z0: int, z1: int) -> np.ndarray:
+    """``data[z0:z1]`` as float32 ``(k, h, w)``; a 2D image is one section."""
+    if meta.ndim == 3:
+        return read_slab(path, meta, z0, z1)
+    mm, _ = open_memmap(path, meta)
+    out = np.array(mm, dtype=np.float32, copy=True)[None]
+    del mm
+    return out
+
+
+def file_stats(paths: Sequence[Path], meta: VolumeMeta, max_sections: int = 32, max_samples: int = 1 << 20,
+               seed: int = 0) -> tuple[float, float]:
+    """Pooled mean/std of several files from random voxels of up to ``max_sections`` random z-sections."""
+    rng = np.random.default_rng(seed)
+    d = meta.shape[0] if meta.ndim == 3 else 1
+    zs = np.sort(rng.choice(d, size=min(d, max_sections), replace=False))
+    per = max(1, max_samples // (len(paths) * len(zs)))
+    samples = []
+    for p in paths:
+        for z in zs:
+            sec = read_section(p, meta, int(z), int(z) + 1).reshape(-1)
+            samples.append(sec if sec.size <= per else sec[rng.choice(sec.size, size=per, replace=False)])
+    try:
+        return sample_stats([np.concatenate(samples)], max_samples=sum(s.size for s in samples))
+    except DataError as err:
+        raise DataError(f"{paths[0]} / {paths[-1]}: {err}") from None
+
+
+def _load(checkpoint: Any) -> Any:
+    if isinstance(checkpoint, (str, Path)):
+        from ..train.checkpoint import load_checkpoint
+
+        return load_checkpoint(Path(checkpoint), device="cpu")
+    return checkpoint  # an already loaded checkpoint (model, ndim, normalization, config)
+
+
+def _check_pair(even: Path, odd: Path) -> VolumeMeta:
+    me, mo = read_meta(even), read_meta(odd)
+    if me.shape != mo.shape:
+        raise DataError(
+            f"the halves differ in shape: {even} is {me.shape}, {odd} is {mo.shape}; "
+            "give the even and odd reconstructions of the same tomogram/image"
+        )
+    if (me.has_voxel_size or mo.has_voxel_size) and not np.allclose(me.voxel_size, mo.voxel_size, rtol=1e-3):
+        raise DataError(
+            f"the halves differ in voxel size: {even} has {me.voxel_size}, {odd} has {mo.voxel_size} Angstrom; "
+            "reconstruct both halves with the same binning or fix the header"
+        )
+    return me
+
+
+def predict_files(
+    checkpoint: Path | Any,
+    even: Path,
+    odd: Path,
+    output: Path,
+    config: PredictConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Log | None = None,
+) -> Path:
+    """Restore the pair ``even``/``odd`` with a trained model into ``output`` (float32 MRC).
+
+    The network is applied to both halves and the outputs are averaged; with
+    ``config.write_halves`` the restored halves go to ``<stem>_even.mrc`` / ``<stem>_odd.mrc`` too.
+    Shape, voxel size and origin are those of ``even``. ``checkpoint`` is a path (see
+    :func:`cryocare_torch.train.checkpoint.load_checkpoint`) or an already loaded checkpoint.
+    Returns ``output``.
+    """
+    cfg = config or PredictConfig()
+    log = default_log(log)
+    even, odd, output = Path(even), Path(odd), Path(output)
+    meta = _check_pair(even, odd)
+    shape3 = meta.shape if meta.ndim == 3 else (1, *meta.shape)
+    outputs = [output, *(half_paths(output) if cfg.write_halves else ())]
+    inputs = [even, odd] + ([Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else [])
+    nbytes = int(np.prod(shape3)) * 4 + HEADER_BYTES
+    for i, out in enumerate(outputs):
+        check_output(out, overwrite=overwrite, inputs=inputs, nbytes=nbytes * (len(outputs) if i == 0 else 1))
+
+    ck = _load(checkpoint)
+    nd = int(ck.ndim)
+    if nd == 3 and meta.ndim == 2:
+        raise DataError(f"{even} is a 2D image but the checkpoint is a 3D model; use a model trained on 2D data")
+    if nd == 2 and meta.ndim == 3:
+        log(f"applying the 2D model to each of the {meta.shape[0]} sections of {even.name}")
+
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.precision, device)
+    set_threads(cfg.num_threads)
+    log(describe(device, dtype))
+    model = ck.model.to(device).eval()
+
+    if cfg.normalization == "checkpoint":
+        try:
+            mean, std = float(ck.normalization["mean"]), float(ck.normalization["std"])
+        except (KeyError, TypeError, AttributeError):
+            raise CheckpointError("the checkpoint has no normalisation statistics; use normalization=input") from None
+        source = "training data"
+    else:
+        mean, std = file_stats([even, odd], meta)
+        source = "this pair"
+    log(f"normalising with mean {mean:.6g}, std {std:.6g} ({source})")
+
+    m = size_multiple(model)
+    spatial = shape3 if nd == 3 else shape3[1:]
+    plan = choose_tiling(spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
+                         tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size)
+
+    def read(z0: int, z1: int) -> list[torch.Tensor]:
+        return [torch.from_numpy(read_section(p, meta, z0, z1)).sub_(mean).div_(std) for p in (even, odd)]
+
+    def attempt(p: TilePlan) -> None:
+        grid = build_grid(shape3, nd, p, m)
+        fwd = Forward(model, nd, device, dtype, p.batch_size)
+        fwd.probe(grid.tile_shape)
+        log(f"tiles {'x'.join(map(str, grid.tile_shape))} voxels, overlap {p.overlap}, batch {fwd.batch_size}, "
+            f"{grid.n_tiles} tiles per half")
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(VolumeWriter(o, shape3, meta, overwrite=overwrite, inputs=inputs,
+                                                        label=_LABEL)) for o in outputs]
+            bar = stack.enter_context(tqdm(total=2 * grid.n_tiles, unit="tile", disable=not progress,
+                                           desc=output.name, leave=False))
+
+            def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
+                restored = [x * std + mean for x in parts]
+                if len(restored) == 1:
+                    writers[0].write_slab(z0, restored[0].numpy())
+                    return
+                writers[0].write_slab(z0, (0.5 * (restored[0] + restored[1])).numpy())
+                writers[1].write_slab(z0, restored[0].numpy())
+                writers[2].write_slab(z0, restored[1].numpy())
+
+            run_tiled(fwd, grid, read, write, n_inputs=2, average=not cfg.write_halves, progress=bar.update)
+
+    run_with_retry(attempt, plan, m, log)
+    log(f"wrote {output}" + (f" and its restored halves {outputs[1].name}, {outputs[2].name}" if cfg.write_halves
+                             else ""))
+    return output

@@ -1,0 +1,112 @@
+"""Tile and batch sizes from a memory budget.
+
+Peak memory of a U-Net forward pass grows linearly with the voxels of a batch and with the
+feature channels of its first level (deeper levels have 2x the channels but 1/4 (2D) or 1/8 (3D)
+of the voxels). Measured once with ``ru_maxrss`` on CPU for the cryo-CARE U-Net
+(:class:`cryocare_torch.model.UNet`, depth 2, 16 channels, tiles of 96^3 and 1024^2, with and
+without norm layers): about 29-30 bytes per voxel per first-level channel in float32 and 15-17 in
+bfloat16. The factors below add 20% headroom plus the tiles, outputs and weights of the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..tiling import round_down, round_up
+
+BYTES_PER_VOXEL_PER_CHANNEL = {torch.float32: 36.0, torch.bfloat16: 20.0, torch.float16: 20.0}
+LOOP_BYTES_PER_VOXEL = 24.0
+MAX_TILE = {2: 4096, 3: 160}
+"""Largest automatic tile edge: bigger 3D tiles bring little speed but thicker z-slabs in memory."""
+MAX_BATCH = 64
+
+
+def first_channels(model: nn.Module, default: int = 16) -> int:
+    """Output channels of the model's first convolution (the U-Net's ``n_first``)."""
+    for mod in model.modules():
+        if isinstance(mod, (nn.Conv2d, nn.Conv3d)):
+            return int(mod.out_channels)
+    return default
+
+
+def size_multiple(model: nn.Module) -> int:
+    return max(1, int(getattr(model, "size_multiple", 1)))
+
+
+def bytes_per_voxel(model: nn.Module, dtype: torch.dtype) -> float:
+    """Estimated peak bytes per tile voxel of one forward pass (activations and loop buffers)."""
+    per = BYTES_PER_VOXEL_PER_CHANNEL.get(dtype, BYTES_PER_VOXEL_PER_CHANNEL[torch.float32])
+    return per * first_channels(model) + LOOP_BYTES_PER_VOXEL
+
+
+def device_budget_bytes(device: torch.device, budget_gb: float) -> int:
+    """The budget, limited on CUDA to 90% of the GPU memory free now."""
+    budget = int(budget_gb * 2**30)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(budget, int(0.9 * free))
+    return budget
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile edge (voxels, in the model's spatial dimensions), overlap and tiles per forward pass."""
+
+    tile: int
+    overlap: int
+    batch_size: int
+    auto_overlap: bool = True
+
+    def halved(self, multiple: int) -> TilePlan | None:
+        """Half the tile (for a retry after running out of GPU memory); None when already minimal."""
+        tile = max(multiple, round_down(self.tile // 2, multiple))
+        if tile >= self.tile:
+            return None
+        overlap = tile // 4 if self.auto_overlap else min(self.overlap, tile // 2)
+        return TilePlan(tile, overlap, 1, self.auto_overlap)
+
+
+def choose_tiling(
+    spatial_shape: Sequence[int],
+    multiple: int,
+    bytes_per_vox: float,
+    budget_bytes: int,
+    *,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+) -> TilePlan:
+    """The largest tile (a multiple of ``multiple``, capped by the data) and batch within the budget.
+
+    ``spatial_shape`` holds the dimensions the model sees (``(d, h, w)`` or ``(h, w)``). Explicit
+    ``tile_size`` / ``overlap`` / ``batch_size`` are kept (tile rounded up to ``multiple``).
+    """
+    nd = len(spatial_shape)
+    cap = round_up(max(spatial_shape), multiple)
+    if tile_size is not None:
+        tile = round_up(tile_size, multiple)
+    else:
+        fit = (budget_bytes / bytes_per_vox) ** (1.0 / nd)
+        tile = max(multiple, round_down(int(fit), multiple))
+        tile = min(tile, round_down(MAX_TILE[nd], multiple) or multiple, cap)
+    if overlap is None:
+        ov = tile // 4
+    else:
+        ov = int(overlap)
+        if ov >= tile:
+            raise ConfigError(
+                f"predict.overlap ({ov}) must be smaller than the tile size ({tile}); lower --overlap or raise --tile"
+            )
+    if batch_size is None:
+        tile_vox = math.prod(min(tile, round_up(s, multiple)) for s in spatial_shape)
+        batch = int(budget_bytes // max(1.0, tile_vox * bytes_per_vox))
+        batch = min(max(1, batch), MAX_BATCH)
+    else:
+        batch = int(batch_size)
+    return TilePlan(tile, ov, batch, overlap is None)

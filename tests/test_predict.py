@@ -1,0 +1,245 @@
+"""Tiled prediction: exactness, conv equivalence, file round trips, atomic failure, refusals."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cryocare_torch.config import PredictConfig
+from cryocare_torch.errors import CheckpointError, ConfigError, DataError, DeviceError, OutputError
+from cryocare_torch.io.mrc import read_meta, read_volume, write_volume
+from cryocare_torch.predict import (
+    TilePlan,
+    choose_tiling,
+    predict_files,
+    predict_pair_arrays,
+    predict_tensor,
+)
+from cryocare_torch.predict.arrays import run_with_retry
+from cryocare_torch.predict.engine import TileTooLarge
+from cryocare_torch.tiling import pad_end
+
+
+class Identity(nn.Module):
+    def __init__(self, ndim: int = 3, multiple: int = 4) -> None:
+        super().__init__()
+        self.ndim, self.size_multiple = ndim, multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.dim() == self.ndim + 2 and all(s % self.size_multiple == 0 for s in x.shape[2:])
+        return x.clone()
+
+
+class TwoConvs(nn.Module):
+    """Zero-padded 3x3(x3) convs; receptive-field radius 2."""
+
+    def __init__(self, ndim: int = 3, multiple: int = 4) -> None:
+        super().__init__()
+        conv = nn.Conv3d if ndim == 3 else nn.Conv2d
+        torch.manual_seed(0)
+        self.net = nn.Sequential(conv(1, 4, 3, padding=1), nn.Tanh(), conv(4, 1, 3, padding=1))
+        self.ndim, self.size_multiple = ndim, multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FailOnBatch(Identity):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.n:
+            raise RuntimeError("boom")
+        return x.clone()
+
+
+def bundle(model: nn.Module, ndim: int = 3, mean: float = 0.0, std: float = 1.0) -> SimpleNamespace:
+    return SimpleNamespace(model=model, ndim=ndim, normalization={"mean": mean, "std": std}, config=None)
+
+
+def fast(**kw: object) -> PredictConfig:
+    return PredictConfig(**{"tile_size": 16, "overlap": 8, "batch_size": 3, "device": "cpu", "precision": "fp32",
+                            "num_threads": 1, **kw})
+
+
+# --------------------------------------------------------------------------- in memory
+
+
+@pytest.mark.parametrize("shape", [(7, 33, 50), (3, 5, 9), (21, 16, 16), (40, 37, 61)])
+def test_identity_3d_is_exact(shape: tuple[int, ...]) -> None:
+    x = torch.randn(shape)
+    y = predict_tensor(Identity(3), x, tile_size=16, overlap=6, batch_size=3)
+    assert y.shape == x.shape and float((y - x).abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("shape,ndim", [((33, 50), 2), ((5, 9), 2), ((4, 33, 50), 2)])
+def test_identity_2d_image_and_stack_is_exact(shape: tuple[int, ...], ndim: int) -> None:
+    x = torch.randn(shape)
+    y = predict_tensor(Identity(ndim), x, tile_size=16, overlap=4, batch_size=5)
+    assert y.shape == x.shape and float((y - x).abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("ndim,shape", [(3, (20, 36, 44)), (2, (45, 70))])
+def test_conv_tiled_equals_untiled_when_margin_covers_receptive_field(ndim: int, shape: tuple[int, ...]) -> None:
+    # Blending drops the quarter of each overlap nearest a tile edge, so overlap 8 (margin 2) covers the
+    # receptive-field radius 2 of two 3x3 convs: tiled == untiled everywhere (borders of the data are
+    # tile borders too, with the same zero padding).
+    model = TwoConvs(ndim)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        ref = model(x[None, None])[0, 0]
+    y = predict_tensor(model, x, tile_size=16, overlap=8, batch_size=4)
+    assert float((y - ref).abs().max()) < 1e-5
+    # the check is sensitive: with overlap 4 (margin 1 < radius 2) tile edges leak into the result
+    y4 = predict_tensor(model, x, tile_size=16, overlap=4, batch_size=4)
+    assert float((y4 - ref).abs().max()) > 1e-4
+
+
+def test_conv_on_data_smaller_than_a_tile_matches_padded_reference() -> None:
+    model = TwoConvs(3, multiple=8)
+    x = torch.randn(5, 11, 13)
+    with torch.no_grad():
+        ref = model(pad_end(x, (8, 16, 16))[None, None])[0, 0, :5, :11, :13]
+    y = predict_tensor(model, x, tile_size=32, overlap=8)
+    assert float((y - ref).abs().max()) < 1e-5
+
+
+def test_pair_normalisation_makes_prediction_scale_invariant() -> None:
+    model = TwoConvs(3)
+    e, o = torch.randn(12, 20, 24), torch.randn(12, 20, 24)
+    m1, e1, o1 = predict_pair_arrays(model, e, o, tile_size=16, overlap=8)
+    m2, e2, o2 = predict_pair_arrays(model, 1000 * e + 50, 1000 * o + 50, tile_size=16, overlap=8)
+    torch.testing.assert_close(m2, 1000 * m1 + 50, rtol=1e-4, atol=1e-2)
+    torch.testing.assert_close(m1, 0.5 * (e1 + o1))
+    mi, ei, oi = predict_pair_arrays(Identity(3), e, o, tile_size=16, overlap=8)
+    assert float((ei - e).abs().max()) < 1e-5 and float((mi - 0.5 * (e + o)).abs().max()) < 1e-5
+
+
+def test_choose_tiling_respects_budget_multiple_and_data() -> None:
+    p = choose_tiling((300, 1000, 1000), 4, 600.0, 2**30)
+    assert p.tile % 4 == 0 and p.tile**3 * 600 * p.batch_size <= 2**30 and p.overlap == p.tile // 4
+    big = choose_tiling((300, 1000, 1000), 4, 600.0, 8 * 2**30)
+    assert big.tile >= p.tile
+    assert choose_tiling((10, 12, 9), 4, 600.0, 2**30).tile == 12  # capped by the data
+    assert choose_tiling((64, 64), 4, 600.0, 2**30, tile_size=30).tile == 32
+    with pytest.raises(ConfigError):
+        choose_tiling((64, 64, 64), 4, 600.0, 2**30, tile_size=16, overlap=16)
+
+
+def test_oom_retry_halves_the_tile_and_gives_up_cleanly() -> None:
+    seen: list[int] = []
+    logs: list[str] = []
+
+    def attempt(p: TilePlan) -> int:
+        seen.append(p.tile)
+        if p.tile > 16:
+            raise TileTooLarge()
+        return p.tile
+
+    assert run_with_retry(attempt, TilePlan(64, 16, 4), 4, logs.append) == 16
+    assert seen == [64, 32, 16] and "tile size 32" in logs[0]
+
+    def never(p: TilePlan) -> int:
+        raise TileTooLarge()
+
+    with pytest.raises(DeviceError):
+        run_with_retry(never, TilePlan(8, 2, 1), 4, logs.append)
+
+
+# --------------------------------------------------------------------------- files
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    e = rng.normal(3.0, 2.0, size=(21, 30, 37)).astype(np.float32)
+    o = rng.normal(3.0, 2.0, size=(21, 30, 37)).astype(np.float32)
+    meta = replace(read_meta(write_volume(tmp_path / "ref.mrc", e, voxel_size=7.5)), origin=(10.0, 20.0, 30.0))
+    return write_volume(tmp_path / "even.mrc", e, meta), write_volume(tmp_path / "odd.mrc", o, meta), e, o
+
+
+def test_files_round_trip_keeps_header_and_matches_in_memory(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    even, odd, e, o = pair
+    out = predict_files(bundle(TwoConvs(3)), even, odd, tmp_path / "den.mrc", fast(write_halves=True),
+                        progress=False)
+    data, meta = read_volume(out)
+    assert meta.shape == e.shape and meta.voxel_size == (7.5, 7.5, 7.5) and meta.origin == (10.0, 20.0, 30.0)
+    ref = predict_pair_arrays(TwoConvs(3), e, o, tile_size=16, overlap=8, batch_size=3)
+    for path, want in zip((out, tmp_path / "den_even.mrc", tmp_path / "den_odd.mrc"), ref, strict=True):
+        got, _ = read_volume(path)
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4)  # sampled vs full statistics
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_files_identity_output_is_mean_of_halves(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    even, odd, e, o = pair
+    out = predict_files(bundle(Identity(3)), even, odd, tmp_path / "den.mrc", fast(overlap=2),
+                        progress=False)
+    np.testing.assert_allclose(read_volume(out)[0], 0.5 * (e + o), atol=1e-5)
+
+
+def test_files_checkpoint_normalisation_uses_training_statistics(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    class PlusOne(Identity):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1
+
+    even, odd, e, o = pair
+    out = predict_files(bundle(PlusOne(3), mean=0.0, std=5.0), even, odd, tmp_path / "den.mrc",
+                        fast(normalization="checkpoint"), progress=False)
+    np.testing.assert_allclose(read_volume(out)[0], 0.5 * (e + o) + 5.0, atol=1e-4)
+    with pytest.raises(CheckpointError):
+        bad = SimpleNamespace(model=Identity(3), ndim=3, normalization=None, config=None)
+        predict_files(bad, even, odd, tmp_path / "x.mrc", fast(normalization="checkpoint"), progress=False)
+
+
+@pytest.mark.parametrize("shape", [(30, 37), (3, 30, 37)])
+def test_files_2d_image_and_stack(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    e, o = (rng.normal(size=shape).astype(np.float32) for _ in range(2))
+    even = write_volume(tmp_path / "e.mrc", e, voxel_size=2.0)
+    odd = write_volume(tmp_path / "o.mrc", o, voxel_size=2.0)
+    out = predict_files(bundle(Identity(2), ndim=2), even, odd, tmp_path / "den.mrc", fast(), progress=False)
+    data, meta = read_volume(out)
+    assert meta.shape == shape and meta.voxel_size == (2.0, 2.0, 2.0)
+    np.testing.assert_allclose(data, 0.5 * (e + o), atol=1e-5)
+
+
+def test_failure_mid_prediction_leaves_nothing(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    even, odd, _, _ = pair
+    before = sorted(p.name for p in tmp_path.iterdir())
+    model = FailOnBatch(3)
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_files(bundle(model), even, odd, tmp_path / "den.mrc", fast(write_halves=True), progress=False)
+    assert model.calls == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no halves, no temporary file
+
+
+def test_refuses_bad_outputs_and_mismatched_inputs(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    even, odd, e, _ = pair
+    b = bundle(Identity(3))
+    with pytest.raises(OutputError, match="same as an input"):
+        predict_files(b, even, odd, even, fast(), overwrite=True, progress=False)
+    existing = write_volume(tmp_path / "exists.mrc", e)
+    with pytest.raises(OutputError, match="exists"):
+        predict_files(b, even, odd, existing, fast(), progress=False)
+    assert predict_files(b, even, odd, existing, fast(), overwrite=True, progress=False) == existing
+    other = write_volume(tmp_path / "other.mrc", e[:, :, :20], voxel_size=7.5)
+    with pytest.raises(DataError, match="differ in shape") as err:
+        predict_files(b, even, other, tmp_path / "a.mrc", fast(), progress=False)
+    assert "even.mrc" in str(err.value) and "other.mrc" in str(err.value)
+    coarse = write_volume(tmp_path / "coarse.mrc", e, voxel_size=15.0)
+    with pytest.raises(DataError, match="voxel size"):
+        predict_files(b, even, coarse, tmp_path / "a.mrc", fast(), progress=False)
+    img = write_volume(tmp_path / "img.mrc", e[0])
+    with pytest.raises(DataError, match="2D image"):
+        predict_files(b, img, img, tmp_path / "a.mrc", fast(), progress=False)
+    assert not (tmp_path / "a.mrc").exists()
