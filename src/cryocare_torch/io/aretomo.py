@@ -1,0 +1,228 @@
+"""AreTomo ``.aln`` alignment files (AreTomo 1.2, 1.3+, AreTomo2/AreTomo3) and their IMOD ``.xf`` equivalent.
+
+Layout (read from AreTomo3's ``CSaveAlignFile``/``CLoadAlignFile`` sources and real files):
+
+* ``#`` header lines: ``# AreTomo Alignment / Priims bprmMn``; AreTomo 1.2 writes ``# <n_views> <n_patches>``;
+  1.3+ writes ``# RawSize = nx ny nz`` and ``# NumPatches = k``; AreTomo2/3 add
+  ``# DarkFrame = frame section tilt`` (one per removed view), ``# AlphaOffset``, ``# BetaOffset``,
+  ``# Thickness``.
+* ``# SEC ROT GMAG TX TY SMEAN SFIT SCALE BASE TILT`` then one line per kept view. SEC is 0-based
+  in AreTomo 1.x and 1-based in AreTomo3 (AreTomo3 itself converts when any SEC or dark section is
+  0, and so do we: :attr:`AretomoAlignment.section` is always 0-based). ROT is the tilt-axis angle
+  in degrees, TX/TY the shift in pixels of the input stack, about the image centre.
+* DarkFrame: ``frame`` is the 0-based index in the tilt-sorted raw series, ``section`` the 1-based
+  section of the raw stack (older files wrote 0 there; then section = frame + 1, as AreTomo3 does).
+* ``# Local Alignment`` then ``NumPatches * n_views`` patch lines: not used here (cryo-CARE works on
+  reconstructed tomograms); their count is kept in :attr:`AretomoAlignment.n_local_lines`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import InputFileError
+from .imod import read_text_lines
+
+AlnFormat = Literal["1.2", "1.3", "3"]
+_COLUMNS = ("SEC", "ROT", "GMAG", "TX", "TY", "SMEAN", "SFIT", "SCALE", "BASE", "TILT")
+
+
+@dataclass(frozen=True)
+class DarkFrame:
+    """A view AreTomo removed before alignment (too dark or excluded)."""
+
+    frame: int
+    """0-based position in the raw series sorted by tilt angle."""
+    section: int
+    """1-based section number in the raw input stack (IMOD EXCLUDELIST numbering)."""
+    tilt: float
+
+
+@dataclass(frozen=True)
+class AretomoAlignment:
+    """Global alignment of the kept views, one array entry per view, in file order."""
+
+    path: Path
+    format: AlnFormat
+    """"1.2" (``# n 0`` header), "1.3" (RawSize/NumPatches), "3" (AreTomo2/3: offsets, thickness)."""
+    sec: np.ndarray
+    """SEC column as written."""
+    section: np.ndarray
+    """0-based section index derived from SEC (see module docs)."""
+    rot: np.ndarray
+    """Tilt-axis angle in degrees."""
+    gmag: np.ndarray
+    tx: np.ndarray
+    ty: np.ndarray
+    smean: np.ndarray
+    sfit: np.ndarray
+    scale: np.ndarray
+    base: np.ndarray
+    tilt: np.ndarray
+    raw_size: tuple[int, int, int] | None = None
+    n_patches: int = 0
+    dark_frames: tuple[DarkFrame, ...] = ()
+    alpha_offset: float = 0.0
+    beta_offset: float = 0.0
+    thickness: int | None = None
+    n_local_lines: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def n_views(self) -> int:
+        return int(self.tilt.shape[0])
+
+    @property
+    def excluded_sections(self) -> list[int]:
+        """0-based raw-stack sections of the dark (removed) views, sorted."""
+        return sorted(d.section - 1 for d in self.dark_frames)
+
+
+def _header_value(line: str, path: Path, lineno: int) -> str:
+    return line.split("=", 1)[1].strip() if "=" in line else _bad(path, lineno, line, "expected 'Name = value'")
+
+
+def _bad(path: Path, lineno: int, line: str, why: str) -> str:
+    raise InputFileError(f"line {lineno}: {why} ({line.strip()[:60]!r}); the .aln file is corrupt", path)
+
+
+def _ints(text: str, n: int, path: Path, lineno: int, line: str) -> list[int]:
+    parts = text.split()
+    if len(parts) != n or not all(re.fullmatch(r"[+-]?\d+", t) for t in parts):
+        _bad(path, lineno, line, f"expected {n} integer(s)")
+    return [int(t) for t in parts]
+
+
+def _number(token: str, path: Path, lineno: int, line: str) -> float:
+    try:
+        v = float(token)
+    except ValueError:
+        _bad(path, lineno, line, f"{token[:20]!r} is not a number")
+    if not np.isfinite(v):
+        _bad(path, lineno, line, "value is not finite")
+    return v
+
+
+def read_aln(path: str | Path, *, strict: bool = True) -> AretomoAlignment:
+    """Read an AreTomo ``.aln`` file.
+
+    With ``strict`` (default) the number of global lines must equal RawSize z minus the dark frames
+    (a shorter file is truncated); ``strict=False`` accepts it and records a note.
+    """
+    p = Path(path)
+    lines = read_text_lines(p, "AreTomo alignment file (.aln)")
+    if not lines or not lines[0].lstrip().startswith("# AreTomo Alignment"):
+        raise InputFileError("is not an AreTomo .aln file (first line is not '# AreTomo Alignment ...')", p)
+    fmt: AlnFormat = "1.2"
+    raw_size: tuple[int, int, int] | None = None
+    n_patches, thickness, alpha, beta = 0, None, 0.0, 0.0
+    darks: list[tuple[int, int, float]] = []
+    rows: list[list[float]] = []
+    n_local = 0
+    n_views_12: int | None = None
+    section = "header"
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if lineno == 1 or not line:
+            continue
+        if line.startswith("#"):
+            body = line[1:].strip()
+            if body.startswith("SEC"):
+                if body.split() != list(_COLUMNS):
+                    _bad(p, lineno, line, "unexpected column header")
+                section = "global"
+            elif body.startswith("Local Alignment"):
+                section = "local"
+            elif body.startswith("RawSize"):
+                raw_size = tuple(_ints(_header_value(body, p, lineno), 3, p, lineno, line))  # type: ignore[assignment]
+                fmt = "1.3" if fmt == "1.2" else fmt
+            elif body.startswith("NumPatches"):
+                n_patches = _ints(_header_value(body, p, lineno), 1, p, lineno, line)[0]
+            elif body.startswith("DarkFrame"):
+                parts = _header_value(body, p, lineno).split()
+                if len(parts) != 3:
+                    _bad(p, lineno, line, "expected 'DarkFrame = frame section tilt'")
+                frame, sec = _ints(" ".join(parts[:2]), 2, p, lineno, line)
+                darks.append((frame, sec, _number(parts[2], p, lineno, line)))
+            elif body.startswith(("AlphaOffset", "BetaOffset", "Thickness")):
+                fmt = "3"
+                value = _number(_header_value(body, p, lineno), p, lineno, line)
+                if body.startswith("AlphaOffset"):
+                    alpha = value
+                elif body.startswith("BetaOffset"):
+                    beta = value
+                else:
+                    thickness = int(value)
+            elif section == "header" and re.fullmatch(r"\d+\s+\d+", body):  # AreTomo 1.2: "# n_views n_patches"
+                n_views_12, n_patches = (int(t) for t in body.split())
+            continue
+        if section == "global":
+            tokens = line.split()
+            if len(tokens) != 10:
+                _bad(p, lineno, line, f"expected 10 columns {' '.join(_COLUMNS)}, found {len(tokens)}")
+            if not re.fullmatch(r"\d{1,6}", tokens[0]):
+                _bad(p, lineno, line, f"SEC {tokens[0][:20]!r} is not a section number")
+            rows.append([_number(t, p, lineno, line) for t in tokens])
+        elif section == "local":
+            if len(line.split()) != 7:
+                _bad(p, lineno, line, "expected 7 columns in a local alignment line")
+            n_local += 1
+        else:
+            _bad(p, lineno, line, "data line before the '# SEC ROT ...' column header")
+    if not rows:
+        raise InputFileError("has no global alignment lines (after '# SEC ROT GMAG ...'); re-run AreTomo", p)
+    arr = np.asarray(rows, dtype=np.float64)
+    sec = arr[:, 0].astype(np.int64)
+    zero_based = bool((sec == 0).any() or any(s == 0 or s == f for f, s, _ in darks))
+    dark_frames = tuple(DarkFrame(f, f + 1 if zero_based else s, t) for f, s, t in darks)
+    notes: list[str] = []
+    if n_local:
+        notes.append(f"{n_local} local-alignment lines ignored (patch alignment is not used)")
+    problems: list[str] = []
+    expected = raw_size[2] - len(darks) if raw_size is not None else n_views_12
+    if expected is not None and expected != len(rows):
+        problems.append(f"has {len(rows)} global alignment lines but its header announces {expected} views"
+                        + (f" (RawSize {raw_size[2]} minus {len(darks)} dark frames)" if raw_size else ""))
+    if n_local and n_local != n_patches * len(rows):
+        problems.append(f"has {n_local} local alignment lines, expected NumPatches {n_patches} x {len(rows)} views")
+    kept = sec if zero_based else sec - 1
+    both = sorted(set(kept.tolist()) & {d.section - 1 for d in dark_frames})
+    if both:
+        problems.append(f"0-based section(s) {both[:5]} are listed both as aligned and as DarkFrame")
+    if strict and problems:
+        raise InputFileError(f"{problems[0]}; the file is truncated or edited, re-run AreTomo "
+                             f"(or read it with strict=False)", p)
+    notes.extend(problems)
+    return AretomoAlignment(
+        path=p, format=fmt, sec=sec, section=kept,
+        rot=arr[:, 1], gmag=arr[:, 2], tx=arr[:, 3], ty=arr[:, 4], smean=arr[:, 5], sfit=arr[:, 6],
+        scale=arr[:, 7], base=arr[:, 8], tilt=arr[:, 9], raw_size=raw_size, n_patches=n_patches,
+        dark_frames=dark_frames, alpha_offset=alpha, beta_offset=beta, thickness=thickness,
+        n_local_lines=n_local, notes=tuple(notes),
+    )
+
+
+def aln_to_xf(aln: AretomoAlignment) -> np.ndarray:
+    """IMOD ``.xf`` transforms ``(n, 2, 3)`` equivalent to the global alignment, one per kept view.
+
+    Convention: rotate by ROT after removing the shift, both about the image centre::
+
+        A = [[cos ROT, -sin ROT], [sin ROT, cos ROT]],   D = A @ (-TX, -TY)
+
+    so a raw point ``X`` goes to ``A @ (X - T)``. This reproduces the ``.xf`` AreTomo3 writes for
+    IMOD (checked against the AreTomo3 output used in teamtomo/alnfile's tests, e.g. ROT -95.404,
+    TX 9.220, TY 103.933 -> ``-0.0941778 0.9955554 -0.9955554 -0.0941778 -102.6027 18.9672``).
+    GMAG (always 1.0 in files AreTomo writes) is not applied.
+    """
+    theta = np.deg2rad(aln.rot)
+    c, s = np.cos(theta), np.sin(theta)
+    xf = np.zeros((aln.n_views, 2, 3), dtype=np.float64)
+    xf[:, 0, 0], xf[:, 0, 1], xf[:, 1, 0], xf[:, 1, 1] = c, -s, s, c
+    xf[:, 0, 2] = -(c * aln.tx - s * aln.ty)
+    xf[:, 1, 2] = -(s * aln.tx + c * aln.ty)
+    return xf
