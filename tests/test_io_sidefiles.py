@@ -169,14 +169,21 @@ def test_aln_aretomo3_with_dark_frame_and_xf(tmp_path: Path) -> None:
     assert aln.section.tolist() == [1, 2, 3] and aln.excluded_sections == [0]
     assert aln.n_local_lines == 3 and "ignored" in aln.notes[0]
     xf = aln_to_xf(aln)
-    # the .xf AreTomo3 writes for this view (teamtomo/alnfile test data)
-    np.testing.assert_allclose(xf[0].ravel()[[0, 1, 3, 4, 2, 5]],
-                               [-0.0941778, 0.9955554, -0.9955554, -0.0941778, -102.6027, 18.9672], atol=2e-4)
-    np.testing.assert_allclose(xf[2, :, 2], [465.6113, -680.1935], atol=2e-3)
+    # AreTomo3's CSaveXF: rotation by -ROT, shift = A @ (-TX, -TY)
+    c, s = np.cos(np.deg2rad(-95.404)), np.sin(np.deg2rad(-95.404))
+    a = np.array([[c, s], [-s, c]])
+    np.testing.assert_allclose(xf[0, :, :2], a, atol=1e-12)
+    np.testing.assert_allclose(xf[0, :, 2], a @ [-9.22, -103.933], atol=1e-9)
     np.testing.assert_allclose(xf[1, :, 2], 0.0)
-    # the linear part is a rotation by ROT
+    # the linear part is a rotation that takes the tilt axis (ROT from +Y, counter-clockwise) onto +Y
     np.testing.assert_allclose(xf[:, :, :2] @ np.swapaxes(xf[:, :, :2], 1, 2), np.broadcast_to(np.eye(2), (3, 2, 2)),
                                atol=1e-12)
+    axis = np.array([-np.sin(np.deg2rad(-95.404)), np.cos(np.deg2rad(-95.404))])
+    np.testing.assert_allclose(xf[0, :, :2] @ axis, [0.0, 1.0], atol=1e-12)
+    full = aln_to_xf(aln, include_dark=True)
+    assert full.shape == (4, 2, 3)
+    np.testing.assert_array_equal(full[0], [[1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(full[1:], xf)
 
 
 def test_aln_xf_moves_shifted_point_to_origin(tmp_path: Path) -> None:

@@ -207,22 +207,32 @@ def read_aln(path: str | Path, *, strict: bool = True) -> AretomoAlignment:
     )
 
 
-def aln_to_xf(aln: AretomoAlignment) -> np.ndarray:
-    """IMOD ``.xf`` transforms ``(n, 2, 3)`` equivalent to the global alignment, one per kept view.
+def aln_to_xf(aln: AretomoAlignment, *, include_dark: bool = False) -> np.ndarray:
+    """IMOD ``.xf`` transforms ``(n, 2, 3)`` equivalent to the global alignment.
 
-    Convention: rotate by ROT after removing the shift, both about the image centre::
+    Convention (AreTomo3 ``ImodUtil/CSaveXF.cpp``, the ``.xf`` it writes with ``-OutImod``): remove
+    the shift, then rotate by minus the tilt-axis angle, both about the image centre::
 
-        A = [[cos ROT, -sin ROT], [sin ROT, cos ROT]],   D = A @ (-TX, -TY)
+        A = [[cos ROT, sin ROT], [-sin ROT, cos ROT]]   (rotation by -ROT),   D = A @ (-TX, -TY)
 
-    so a raw point ``X`` goes to ``A @ (X - T)``. This reproduces the ``.xf`` AreTomo3 writes for
-    IMOD (checked against the AreTomo3 output used in teamtomo/alnfile's tests, e.g. ROT -95.404,
-    TX 9.220, TY 103.933 -> ``-0.0941778 0.9955554 -0.9955554 -0.0941778 -102.6027 18.9672``).
-    GMAG (always 1.0 in files AreTomo writes) is not applied.
+    so a raw point ``X`` goes to ``A @ (X - T)`` and the tilt axis (ROT counter-clockwise from +Y, as
+    IMOD's tilt-axis angle) becomes the +Y axis. GMAG (1.0 in files AreTomo writes) is not applied.
+
+    One row per kept view in file order; with ``include_dark`` one row per raw-stack section
+    (RawSize z), the dark sections getting the identity, as AreTomo3 does for RELION.
     """
     theta = np.deg2rad(aln.rot)
     c, s = np.cos(theta), np.sin(theta)
     xf = np.zeros((aln.n_views, 2, 3), dtype=np.float64)
-    xf[:, 0, 0], xf[:, 0, 1], xf[:, 1, 0], xf[:, 1, 1] = c, -s, s, c
-    xf[:, 0, 2] = -(c * aln.tx - s * aln.ty)
-    xf[:, 1, 2] = -(s * aln.tx + c * aln.ty)
-    return xf
+    xf[:, 0, 0], xf[:, 0, 1], xf[:, 1, 0], xf[:, 1, 1] = c, s, -s, c
+    xf[:, 0, 2] = -(c * aln.tx + s * aln.ty)
+    xf[:, 1, 2] = -(-s * aln.tx + c * aln.ty)
+    if not include_dark:
+        return xf
+    n_raw = aln.raw_size[2] if aln.raw_size is not None else aln.n_views + len(aln.dark_frames)
+    full = np.tile(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), (n_raw, 1, 1))
+    if aln.section.size and (aln.section.min() < 0 or aln.section.max() >= n_raw):
+        raise InputFileError(f"section numbers {int(aln.section.min())}..{int(aln.section.max())} do not fit "
+                             f"the raw stack of {n_raw} views", aln.path)
+    full[aln.section] = xf
+    return full
