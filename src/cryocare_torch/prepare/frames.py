@@ -1,0 +1,206 @@
+"""Frame sums of dose-fractionated movies: the independent halves every cryo-CARE regime trains on.
+
+* :func:`frame_sums` -> :class:`FrameSums` from a ``(t, h, w)`` movie and optional drift:
+  ``even`` = aligned sum of frames 0, 2, 4, ...; ``odd`` = aligned sum of frames 1, 3, 5, ...;
+  ``full`` = ``even + odd``; ``first_half`` / ``second_half`` = sums of frames ``[0, t//2)`` and
+  ``[t//2, t)`` **without alignment** (the P2P-ip regime of Buchholz et al. 2019, where the two
+  halves of the exposure are summed as recorded; with an odd ``t`` the middle frame goes to the second
+  half). With an odd ``t`` ``even`` holds one frame more than ``odd``.
+* Alignment applies ``-drift`` (see :mod:`cryocare_torch.prepare.motion`) by Fourier shifting, which is
+  circular: within ``max |drift|`` pixels of a border the aligned sums contain wrapped-around content.
+* :func:`motion_correct_file` (one movie -> five MRC images + shifts CSV) and
+  :func:`motion_correct_tilt_series` (one movie per tilt -> five ``(n, h, w)`` stacks + CSV, the input of
+  T2T-df) are the thin file wrappers; every output is checked before any work and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..io.atomic import atomic_write_text, check_output
+from ..io.mrc import VolumeMeta, VolumeWriter, write_volume
+from .motion import _freqs, _phase, estimate_drift, validate_frames
+
+SUM_KINDS = ("even", "odd", "sum", "firsthalf", "secondhalf")
+
+
+@dataclass(frozen=True)
+class FrameSums:
+    """Float32 ``(h, w)`` sums of one movie (see module docs for what each holds)."""
+
+    even: torch.Tensor
+    odd: torch.Tensor
+    full: torch.Tensor
+    first_half: torch.Tensor
+    second_half: torch.Tensor
+    n_frames: int
+
+    def by_kind(self) -> dict[str, torch.Tensor]:
+        """The sums keyed by output-file suffix: even, odd, sum, firsthalf, secondhalf."""
+        return {"even": self.even, "odd": self.odd, "sum": self.full,
+                "firsthalf": self.first_half, "secondhalf": self.second_half}
+
+
+def frame_sums(frames: torch.Tensor, shifts: torch.Tensor | None = None) -> FrameSums:
+    """Even/odd/full aligned sums and unaligned first/second-half sums of a ``(t, h, w)`` movie.
+
+    ``shifts`` is the ``(t, 2)`` drift from :func:`~cryocare_torch.prepare.motion.estimate_drift`
+    (pixels; each frame is moved by ``-shifts[i]``); ``None`` sums without alignment.
+    Frames are converted to float32 one at a time, so integer movies need no float copy.
+    """
+    frames = validate_frames(torch.as_tensor(frames))
+    t, h, w = frames.shape
+    dev = frames.device
+    if shifts is not None:
+        shifts = torch.as_tensor(shifts, dtype=torch.float64, device=dev)
+        if shifts.shape != (t, 2):
+            raise DataError(f"shifts must have shape ({t}, 2) for a {t}-frame movie, got {tuple(shifts.shape)}")
+        if not bool(torch.isfinite(shifts).all()):
+            raise DataError("shifts contain NaN or infinite values")
+    half = t // 2
+    first = torch.zeros((h, w), dtype=torch.float32, device=dev)
+    second = torch.zeros_like(first)
+    if shifts is None:
+        acc = [torch.zeros_like(first), torch.zeros_like(first)]
+    else:
+        fy, fx = _freqs(h, w, dev)
+        acc = [torch.zeros((h, w // 2 + 1), dtype=torch.complex64, device=dev) for _ in range(2)]
+    for i in range(t):
+        frame = frames[i].to(torch.float32)
+        (first if i < half else second).add_(frame)
+        if shifts is None:
+            acc[i % 2].add_(frame)
+        else:
+            acc[i % 2].add_(torch.fft.rfft2(frame) * _phase(-shifts[i : i + 1], fy, fx)[0])
+    if shifts is not None:
+        acc = [torch.fft.irfft2(a, s=(h, w)) for a in acc]
+    even, odd = acc
+    return FrameSums(even=even, odd=odd, full=even + odd, first_half=first, second_half=second, n_frames=t)
+
+
+def _output_paths(prefix: Path, kinds: tuple[str, ...] = SUM_KINDS) -> dict[str, Path]:
+    paths = {k: prefix.with_name(f"{prefix.name}_{k}.mrc") for k in kinds}
+    paths["shifts"] = prefix.with_name(f"{prefix.name}_shifts.csv")
+    return paths
+
+
+def _load_movie(path: Path, gain: np.ndarray | None, gain_flip: str,
+                gain_rotation: int) -> tuple[torch.Tensor, float | None]:
+    from ..io.movie import apply_gain, read_movie
+
+    frames, meta = read_movie(path)
+    if gain is not None:
+        frames = apply_gain(frames, gain, flip=gain_flip, rotation_k=gain_rotation)  # type: ignore[arg-type]
+    if frames.dtype.kind not in "fiu" or frames.dtype == np.uint32:
+        frames = frames.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(frames)), meta.pixel_size
+
+
+def _read_gain(gain: str | Path | None) -> np.ndarray | None:
+    if gain is None:
+        return None
+    from ..io.movie import read_gain
+
+    return read_gain(gain)
+
+
+def _shifts_csv(rows: list[tuple[Any, ...]], header: str) -> str:
+    return header + "\n" + "".join(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r) + "\n"
+                                   for r in rows)
+
+
+def motion_correct_file(
+    movie_path: str | Path,
+    *,
+    output_prefix: str | Path,
+    gain: str | Path | None = None,
+    gain_flip: str = "none",
+    gain_rotation: int = 0,
+    pixel_size: float | None = None,
+    overwrite: bool = False,
+    **drift_options: Any,
+) -> dict[str, Path]:
+    """Motion-correct one movie; write ``<prefix>_{even,odd,sum,firsthalf,secondhalf}.mrc`` and ``_shifts.csv``.
+
+    ``gain`` (MRC/TIFF) is oriented by ``gain_flip`` ("none", "x", "y") and ``gain_rotation`` (quarter
+    turns) as in :func:`cryocare_torch.io.movie.apply_gain`. ``pixel_size`` (A) overrides the movie's
+    (header or ``.mdoc``); unknown pixel sizes are written as 0. ``drift_options`` go to
+    :func:`~cryocare_torch.prepare.motion.estimate_drift`. Returns the written paths by kind.
+    """
+    movie_path, prefix = Path(movie_path), Path(output_prefix)
+    paths = _output_paths(prefix)
+    inputs = [movie_path] + ([Path(gain)] if gain is not None else [])
+    for p in paths.values():
+        check_output(p, overwrite=overwrite, inputs=inputs)
+    frames, meta_px = _load_movie(movie_path, _read_gain(gain), gain_flip, gain_rotation)
+    px = pixel_size if pixel_size is not None else meta_px
+    drift = estimate_drift(frames, pixel_size=px, **drift_options)
+    sums = frame_sums(frames, drift)
+    label = f"cryocare-torch motion-corrected {sums.n_frames} frames of {movie_path.name}"[:80]
+    for kind, image in sums.by_kind().items():
+        write_volume(paths[kind], image.cpu().numpy(), voxel_size=px or 0.0, overwrite=overwrite, inputs=inputs,
+                     label=label)
+    rows = [(i, float(dy), float(dx)) for i, (dy, dx) in enumerate(drift.tolist())]
+    atomic_write_text(paths["shifts"], _shifts_csv(rows, "frame,dy_px,dx_px"), overwrite=overwrite)
+    return paths
+
+
+def motion_correct_tilt_series(
+    movies: list[str | Path],
+    *,
+    output_prefix: str | Path,
+    gain: str | Path | None = None,
+    gain_flip: str = "none",
+    gain_rotation: int = 0,
+    pixel_size: float | None = None,
+    overwrite: bool = False,
+    **drift_options: Any,
+) -> dict[str, Path]:
+    """Motion-correct one movie per tilt into ``(n, h, w)`` stacks, one slice per movie in the order given.
+
+    Writes ``<prefix>_{even,odd,sum,firsthalf,secondhalf}.mrc`` (MRC image stacks) slice by slice, so memory
+    holds one movie at a time, and ``<prefix>_shifts.csv`` (tilt, frame, dy_px, dx_px). Options as for
+    :func:`motion_correct_file`; the pixel size is taken from the first movie unless given.
+    """
+    movie_paths = [Path(m) for m in movies]
+    if not movie_paths:
+        raise DataError("no movies given; pass one movie per tilt, in tilt-series order")
+    prefix = Path(output_prefix)
+    paths = _output_paths(prefix)
+    inputs = movie_paths + ([Path(gain)] if gain is not None else [])
+    for p in paths.values():
+        check_output(p, overwrite=overwrite, inputs=inputs)
+    gain_img = _read_gain(gain)
+    n = len(movie_paths)
+    rows: list[tuple[Any, ...]] = []
+    with contextlib.ExitStack() as stack:
+        writers: dict[str, VolumeWriter] = {}
+        shape: tuple[int, int] | None = None
+        px = pixel_size
+        for k, mpath in enumerate(movie_paths):
+            frames, meta_px = _load_movie(mpath, gain_img, gain_flip, gain_rotation)
+            if shape is None:
+                shape = (int(frames.shape[1]), int(frames.shape[2]))
+                px = px if px is not None else meta_px
+                meta = VolumeMeta(shape=(n, *shape), voxel_size=(px or 0.0,) * 3, is_stack=True)
+                for kind in SUM_KINDS:
+                    writers[kind] = stack.enter_context(VolumeWriter(
+                        paths[kind], (n, *shape), meta, overwrite=overwrite, inputs=inputs,
+                        label=f"cryocare-torch motion-corrected {kind} tilt series"))
+            elif tuple(frames.shape[1:]) != shape:
+                raise DataError(f"frames are {tuple(frames.shape[1:])} but the first movie's are {shape}; "
+                                "all movies of a tilt series must have the same frame size", mpath)
+            drift = estimate_drift(frames, pixel_size=px, **drift_options)
+            sums = frame_sums(frames, drift)
+            for kind, image in sums.by_kind().items():
+                writers[kind].write_slab(k, image.cpu().numpy()[None])
+            rows.extend((k, i, float(dy), float(dx)) for i, (dy, dx) in enumerate(drift.tolist()))
+        atomic_write_text(paths["shifts"], _shifts_csv(rows, "tilt,frame,dy_px,dx_px"), overwrite=overwrite)
+    return paths
