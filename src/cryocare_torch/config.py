@@ -132,6 +132,17 @@ class SimulateConfig(_Section):
     n_filaments: int = Field(3, ge=0, description="Number of decorated filaments.")
     n_complexes: int = Field(30, ge=0, description="Number of globular complexes.")
     seed: int = Field(0, ge=0, description="Random seed; the same seed gives the same dataset.")
+    ice_fraction: float = Field(0.8, gt=0.1, le=1.0, description="Ice slab thickness as a fraction of the depth.")
+    decoration_period_nm: float = Field(24.0, gt=2, description="Spacing of the decorations along a filament (nm).")
+    spherical_aberration_mm: float = Field(2.7, ge=0, description="Spherical aberration Cs in mm.")
+    amplitude_contrast: float = Field(0.07, ge=0, le=1, description="Amplitude contrast fraction of the CTF.")
+    contrast_scale: float = Field(
+        1.0, gt=0, description="Multiplier on the physical phase contrast (lower: noisier, less contrast)."
+    )
+    tilt_order: Literal["dose_symmetric", "sequential", "bidirectional"] = Field(
+        "dose_symmetric", description="Acquisition order of the tilts (sets the dose each tilt received before)."
+    )
+    dose_symmetric_group: int = Field(2, ge=1, le=20, description="Tilts per side before switching (dose-symmetric).")
 
 
 class CryocareConfig(_Section):
