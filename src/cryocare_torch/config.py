@@ -31,6 +31,7 @@ class ModelConfig(_Section):
     kernel_size: int = Field(3, ge=3, le=7, description="Convolution kernel size (odd).")
     residual: bool = Field(True, description="Add the input to the network output (learn a correction).")
     norm: Literal["none", "batch", "group"] = Field("none", description="Normalisation layer after each conv.")
+    activation: Literal["relu", "leaky_relu"] = Field("relu", description="Activation after each conv.")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> ModelConfig:
@@ -54,6 +55,12 @@ class PatchConfig(_Section):
     mask: Path | None = Field(None, description="Optional MRC mask: patches are centred where mask > 0.")
     augment: bool = Field(
         True, description="Random flips, 180-degree rotations about the tilt axis (y) and half swaps."
+    )
+    cache_gb: float = Field(
+        2.0,
+        ge=0,
+        description="Host memory for a float16 copy of the extracted patch pairs; when they need more, "
+        "patches are read from the (memory-mapped) inputs for every batch instead.",
     )
 
     def resolved_patch_size(self, ndim: int) -> int:

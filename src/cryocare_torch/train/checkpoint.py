@@ -1,0 +1,211 @@
+"""Checkpoint format: one dict written atomically with ``torch.save``, readable with ``weights_only=True``.
+
+Keys (format version 1)::
+
+    format            "cryocare-torch-checkpoint"
+    format_version    1
+    package_version   cryocare-torch version that wrote it
+    torch_version     torch version that wrote it
+    config            CryocareConfig.model_dump(mode="json")
+    ndim              2 or 3
+    normalization     {"mode": "per_pair", "pairs": [{"mean", "std", "name", "shape"}, ...],
+                       "mean", "std"}  (pooled over all pairs)
+    model_state       state_dict of the UNet (float32, never a compiled wrapper)
+    optimizer_state   Adam state_dict
+    scheduler_state   learning-rate schedule state_dict (or None)
+    scaler_state      GradScaler state_dict (fp16 on GPU) or None
+    rng_state         {"torch": ByteTensor, "numpy": {...}, "python": tuple}
+    epoch             completed epochs
+    epoch_step        steps already done in the epoch in progress (0 at an epoch boundary)
+    epoch_loss        [sum, count] of the training loss in the epoch in progress
+    step              optimisation steps done in total
+    elapsed_s         training wall time in seconds, over all resumed runs
+    history           [{"epoch", "train_loss", "val_loss", "lr", "time_s", "elapsed_s", "steps"}, ...]
+    best_val_loss     best validation loss so far (training loss when there is no validation set)
+
+Only plain Python values and tensors are stored, so loading never needs to unpickle arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from .. import __version__
+from ..config import CryocareConfig
+from ..errors import CheckpointError
+from ..io.atomic import atomic_torch_save
+from ..model import UNet, build_model
+
+FORMAT = "cryocare-torch-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint ready for inference: ``model`` is in eval mode on the requested device."""
+
+    model: UNet
+    config: CryocareConfig
+    ndim: int
+    normalization: dict[str, Any]
+    history: list[dict[str, Any]]
+    raw: dict[str, Any]
+    path: Path
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, numpy (global) and Python ``random`` states as plain values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    if not state:
+        return
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        s = state["numpy"]
+        keys = s["keys"].numpy().astype(np.uint32)
+        np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["cached_gaussian"]))
+    if "python" in state:
+        py = state["python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module behind ``torch.compile``."""
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    config: CryocareConfig,
+    ndim: int,
+    normalization: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int = 0,
+    epoch_step: int = 0,
+    epoch_loss: tuple[float, int] = (0.0, 0),
+    step: int = 0,
+    elapsed_s: float = 0.0,
+    history: list[dict[str, Any]] | None = None,
+    best_val_loss: float | None = None,
+) -> Path:
+    """Write a checkpoint atomically (the previous file stays intact until the new one is complete)."""
+    state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": str(__version__),
+        "torch_version": str(torch.__version__),
+        "config": config.model_dump(mode="json"),
+        "ndim": int(ndim),
+        "normalization": normalization,
+        "model_state": state,
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        "scaler_state": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "rng_state": rng_state(),
+        "epoch": int(epoch),
+        "epoch_step": int(epoch_step),
+        "epoch_loss": [float(epoch_loss[0]), int(epoch_loss[1])],
+        "step": int(step),
+        "elapsed_s": float(elapsed_s),
+        "history": list(history or []),
+        "best_val_loss": None if best_val_loss is None else float(best_val_loss),
+    }
+    return atomic_torch_save(ckpt, path)
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` itself, or ``path/best.pt`` for a model folder."""
+    p = Path(path)
+    return p / "best.pt" if p.is_dir() else p
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate the raw checkpoint dict (tensors on CPU). A folder means its ``best.pt``."""
+    p = checkpoint_file(path)
+    if not p.exists():
+        raise CheckpointError("checkpoint not found; give the best.pt (or last.pt) written by 'cryocare train'", p)
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"not a readable cryocare-torch checkpoint (corrupt, truncated or another format: {reason})", p
+        ) from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError("not a cryocare-torch checkpoint (wrong format marker); use a best.pt or last.pt", p)
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"invalid checkpoint format_version {version!r}; the file is damaged", p)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {version} was written by a newer cryocare-torch "
+            f"({raw.get('package_version', '?')}); upgrade cryocare-torch to read it",
+            p,
+        )
+    missing = [k for k in ("config", "ndim", "normalization", "model_state") if k not in raw]
+    if missing:
+        raise CheckpointError(f"checkpoint is incomplete (missing {', '.join(missing)}); the file is damaged", p)
+    return raw
+
+
+def config_from(raw: dict[str, Any], path: str | Path) -> CryocareConfig:
+    try:
+        return CryocareConfig.model_validate(raw["config"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise CheckpointError(
+            f"checkpoint configuration is not valid for this cryocare-torch ({loc}: {first['msg']})", path
+        ) from None
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Read a checkpoint and rebuild its model (eval mode, float32) on ``device``.
+
+    Raises :class:`CheckpointError` for a missing, corrupt, foreign or newer-format file.
+    """
+    p = checkpoint_file(path)
+    raw = read_checkpoint(p)
+    config = config_from(raw, p)
+    ndim = int(raw["ndim"])
+    if ndim not in (2, 3):
+        raise CheckpointError(f"checkpoint has ndim {ndim}; expected 2 or 3 (the file is damaged)", p)
+    model = build_model(config.model, ndim)
+    try:
+        model.load_state_dict(raw["model_state"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise CheckpointError(f"model weights do not match the stored architecture ({reason})", p) from None
+    model.to(torch.device(device) if isinstance(device, str) else device).eval()
+    return LoadedCheckpoint(
+        model=model,
+        config=config,
+        ndim=ndim,
+        normalization=dict(raw["normalization"]),
+        history=list(raw.get("history") or []),
+        raw=raw,
+        path=p,
+    )

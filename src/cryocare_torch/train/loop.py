@@ -1,0 +1,292 @@
+"""Noise2Noise training: the network maps one half's patch to the other half's (MSE), Adam, LR schedule.
+
+Writes ``best.pt`` (lowest validation loss), ``last.pt`` (resumable; every epoch, every
+``checkpoint_every_minutes`` and on SIGINT/SIGTERM) and ``history.json`` into the model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config import CryocareConfig
+from ..errors import CheckpointError, ConfigError
+from ..io.atomic import atomic_write_json
+from ..model import build_model
+from ..patches import build_patch_data
+from ..runtime import autocast, describe, memory_format, resolve_device, resolve_dtype, set_threads
+from .batches import train_batches, val_batches
+from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
+from .inputs import open_mask, open_pairs
+from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
+from .schedule import LRSchedule
+from .signals import stop_requests
+
+_logger = logging.getLogger("cryocare_torch.train")
+Source = str | Path | np.ndarray
+
+
+@dataclass
+class TrainResult:
+    best: Path
+    last: Path
+    history_path: Path
+    history: list[dict[str, Any]]
+    epochs: int
+    """Completed epochs."""
+    steps: int
+    best_val_loss: float | None
+    stop_reason: str
+    """``"epochs"`` (all epochs done) or ``"time_limit"`` (``max_minutes`` reached)."""
+    elapsed_s: float
+    ndim: int
+    normalization: dict[str, Any]
+
+
+def train(
+    pairs: Sequence[tuple[Source, Source]],
+    output_dir: str | Path,
+    config: CryocareConfig | None = None,
+    *,
+    resume: bool | str | Path = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a U-Net on even/odd ``pairs`` (MRC paths or arrays) and write checkpoints to ``output_dir``.
+
+    ``resume=True`` continues from ``output_dir/last.pt`` (a path: from that file) with the stored
+    optimiser, schedule and random state; explicitly set options such as ``epochs`` or ``max_minutes``
+    may change, settings that define the model or the data may not (:class:`ConfigError`). ``max_minutes``
+    counts the training time of all runs together. On SIGINT/SIGTERM the current step is finished,
+    ``last.pt`` is written and :class:`KeyboardInterrupt` is raised.
+    """
+    log = log or _logger.info
+    out = Path(output_dir)
+    raw: dict[str, Any] | None = None
+    if resume:
+        ck_path = out / "last.pt" if resume is True else Path(resume)
+        if not ck_path.exists():
+            raise CheckpointError("no checkpoint to resume from; train without --resume to start anew", ck_path)
+        raw = read_checkpoint(ck_path)
+        cfg = merge_resume_config(config_from(raw, ck_path), config, ck_path)
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        cfg = config if config is not None else CryocareConfig()
+        prepare_output_dir(out, overwrite)
+    opened = open_pairs(pairs)
+    ndim = opened[0].ndim
+    if raw is not None and int(raw["ndim"]) != ndim:
+        raise CheckpointError(f"checkpoint is a {raw['ndim']}D model but the data are {ndim}D", out / "last.pt")
+    tc, pc = cfg.train, cfg.patches
+    patch_size = pc.resolved_patch_size(ndim)
+    if patch_size % 2**cfg.model.depth:
+        raise ConfigError(
+            f"patches.patch_size {patch_size} must be a multiple of 2**model.depth = {2**cfg.model.depth}"
+        )
+    mask = open_mask(pc.mask, opened) if pc.mask is not None else None
+    data = build_patch_data(
+        [(p.even, p.odd) for p in opened],
+        ndim=ndim,
+        patch_size=patch_size,
+        n_patches=pc.resolved_n_patches(ndim),
+        val_fraction=pc.val_fraction,
+        seed=tc.seed,
+        masks=[mask] * len(opened),
+        names=[p.name for p in opened],
+        stats=stored_stats(raw, opened, out) if raw is not None else None,
+        cache_gb=pc.cache_gb,
+    )
+    norm = normalization_dict(data.stats, opened)
+    device = resolve_device(tc.device)
+    dtype = resolve_dtype(tc.precision, device)
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu":
+        set_threads(tc.num_threads)
+    try:
+        n_val = len(data.val) if data.val is not None else 0
+        where = "in memory (float16)" if data.train._cache is not None else "read from the inputs per batch"
+        log(f"{len(opened)} pair(s): {len(data.train)} training / {n_val} validation patches of "
+            f"{patch_size}^{ndim} voxels, {where}; {describe(device, dtype)}")
+        return _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log).run()
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+class _Run:
+    """State of one training run (fresh or resumed)."""
+
+    def __init__(self, cfg, ndim, data, norm, device, dtype, out, raw, progress, log) -> None:  # noqa: ANN001
+        self.cfg, self.ndim, self.data, self.norm = cfg, ndim, data, norm
+        self.device, self.dtype, self.out, self.progress, self.log = device, dtype, out, progress, log
+        tc = cfg.train
+        self.batch = tc.batch_size
+        self.spe = tc.steps_per_epoch or max(1, len(data.train) // self.batch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)
+            model = build_model(cfg.model, ndim)
+        self.fmt = memory_format(ndim, device)
+        self.model = model.to(device=device, memory_format=self.fmt)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
+        self.schedule = LRSchedule(
+            self.optimizer, tc.lr_schedule, tc.learning_rate, total_steps=tc.epochs * self.spe,
+            max_seconds=tc.max_minutes * 60 if tc.max_minutes else None,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        self.epoch = self.epoch_step = self.step = 0
+        self.loss_sum, self.loss_n = 0.0, 0
+        self.elapsed0 = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.best: float | None = None
+        if raw is not None:
+            self._restore(raw)
+        self.net = torch.compile(self.model) if tc.compile and device.type == "cuda" else self.model
+
+    def _restore(self, raw: dict[str, Any]) -> None:
+        self.model.load_state_dict(raw["model_state"])
+        self.model.to(device=self.device, memory_format=self.fmt)
+        if raw.get("optimizer_state"):
+            self.optimizer.load_state_dict(raw["optimizer_state"])
+        if raw.get("scheduler_state"):
+            self.schedule.load_state_dict(raw["scheduler_state"])
+        if self.scaler is not None and raw.get("scaler_state"):
+            self.scaler.load_state_dict(raw["scaler_state"])
+        set_rng_state(raw.get("rng_state") or {})
+        self.epoch, self.epoch_step, self.step = int(raw["epoch"]), int(raw["epoch_step"]), int(raw["step"])
+        self.loss_sum, self.loss_n = float(raw["epoch_loss"][0]), int(raw["epoch_loss"][1])
+        self.elapsed0 = float(raw.get("elapsed_s", 0.0))
+        self.history = list(raw.get("history") or [])
+        self.best = raw.get("best_val_loss")
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.monotonic() - self.t0
+
+    def save(self, name: str) -> Path:
+        return save_checkpoint(
+            self.out / name, model=self.model, config=self.cfg, ndim=self.ndim, normalization=self.norm,
+            optimizer=self.optimizer, scheduler=self.schedule, scaler=self.scaler, epoch=self.epoch,
+            epoch_step=self.epoch_step, epoch_loss=(self.loss_sum, self.loss_n), step=self.step,
+            elapsed_s=self.elapsed(), history=self.history, best_val_loss=self.best,
+        )
+
+    def _to(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+
+    def train_step(self, inp: torch.Tensor, tgt: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.dtype):
+            out = self.net(self._to(inp))
+        loss = F.mse_loss(out.float(), self._to(tgt).float())
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return float(loss.item())
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"training diverged (loss {value}) at step {self.step}; lower train.learning_rate "
+                f"(now {self.cfg.train.learning_rate:g}) or use precision fp32"
+            )
+        loss.backward()
+        self.optimizer.step()
+        return value
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if self.data.val is None:
+            return None
+        self.net.eval()
+        total, count = 0.0, 0
+        for inp, tgt in val_batches(self.data.val, self.batch):
+            with autocast(self.device, self.dtype):
+                out = self.net(self._to(inp))
+            total += float(F.mse_loss(out.float(), self._to(tgt).float(), reduction="sum").item())
+            count += tgt.numel()
+        self.net.train()
+        return total / max(count, 1)
+
+    def run(self) -> TrainResult:
+        tc = self.cfg.train
+        budget = tc.max_minutes * 60 if tc.max_minutes else None
+        every = tc.checkpoint_every_minutes * 60
+        self.t0 = last_save = time.monotonic()
+        val_time, stop_reason = 0.0, "epochs"
+        self.net.train()
+        with stop_requests() as stop:
+            while self.epoch < tc.epochs:
+                t_epoch = time.monotonic()
+                timed_out = False
+                bar = tqdm(total=self.spe, initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{tc.epochs}",
+                           disable=not self.progress, leave=False, dynamic_ncols=True)
+                batches = train_batches(self.data.train, epoch=self.epoch, batch_size=self.batch, steps=self.spe,
+                                        seed=tc.seed, augment=self.cfg.patches.augment, start=self.epoch_step)
+                for inp, tgt in batches:
+                    if budget is not None and self.elapsed() + val_time >= budget:
+                        timed_out = True
+                        break
+                    self.schedule.step_update(self.step, self.elapsed())
+                    loss = self.train_step(inp, tgt)
+                    self.step += 1
+                    self.epoch_step += 1
+                    self.loss_sum += loss
+                    self.loss_n += 1
+                    bar.update()
+                    bar.set_postfix(loss=f"{self.loss_sum / self.loss_n:.4f}", lr=f"{self.schedule.lr:.1e}")
+                    if stop.signum:
+                        bar.close()
+                        self.save("last.pt")
+                        self.log(f"stopped by signal {stop.signum} at step {self.step}; "
+                                 f"{self.out / 'last.pt'} written, continue with --resume")
+                        raise KeyboardInterrupt
+                    if time.monotonic() - last_save >= every:
+                        self.save("last.pt")
+                        last_save = time.monotonic()
+                bar.close()
+                t_val = time.monotonic()
+                val_loss = self.validate()
+                val_time = time.monotonic() - t_val
+                self._end_epoch(val_loss, complete=not timed_out, time_s=time.monotonic() - t_epoch)
+                last_save = time.monotonic()
+                if timed_out:
+                    stop_reason = "time_limit"
+                    self.log(f"time budget of {tc.max_minutes:g} min reached after {self.step} steps")
+                    break
+        return TrainResult(
+            best=self.out / "best.pt", last=self.out / "last.pt", history_path=self.out / "history.json",
+            history=self.history, epochs=self.epoch, steps=self.step, best_val_loss=self.best,
+            stop_reason=stop_reason, elapsed_s=self.elapsed(), ndim=self.ndim, normalization=self.norm,
+        )
+
+    def _end_epoch(self, val_loss: float | None, *, complete: bool, time_s: float) -> None:
+        train_loss = self.loss_sum / self.loss_n if self.loss_n else None
+        entry = {"epoch": self.epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": self.schedule.lr,
+                 "time_s": time_s, "elapsed_s": self.elapsed(), "steps": self.step, "complete": complete}
+        if self.history and self.history[-1]["epoch"] == entry["epoch"] and not self.history[-1]["complete"]:
+            self.history.pop()  # a resumed epoch replaces its partial entry
+        self.history.append(entry)
+        metric = val_loss if val_loss is not None else train_loss
+        if complete:
+            self.epoch += 1
+            self.epoch_step, self.loss_sum, self.loss_n = 0, 0.0, 0
+            self.schedule.epoch_update(metric)
+        improved = metric is not None and (self.best is None or metric < self.best)
+        if improved:
+            self.best = metric
+        if improved or not (self.out / "best.pt").exists():
+            self.save("best.pt")
+        self.save("last.pt")
+        atomic_write_json(self.out / "history.json", self.history)
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        self.log(f"epoch {entry['epoch']}/{self.cfg.train.epochs}: train {fmt(train_loss)}, val {fmt(val_loss)}, "
+                 f"lr {entry['lr']:.2e}, {time_s:.0f} s{' (best)' if improved else ''}")
