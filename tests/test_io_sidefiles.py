@@ -274,8 +274,9 @@ def test_mdoc_exclude_and_dose_per_tilt(tmp_path: Path) -> None:
 
 
 def test_mdoc_order_falls_back_to_zvalue(tmp_path: Path) -> None:
-    p = tmp_path / "nodt.mdoc"
-    p.write_text("PixelSpacing = 2\n\n[ZValue = 1]\nTiltAngle = 3\n\n[ZValue = 0]\nTiltAngle = 0\n")
+    p = tmp_path / "nodt.mdoc"  # Windows line ends and a byte-order mark are fine
+    text = "PixelSpacing = 2\n\n[ZValue = 1]\nTiltAngle = 3\n\n[ZValue = 0]\nTiltAngle = 0\n"
+    p.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
     m = read_mdoc(p)
     assert m.z_value.tolist() == [0, 1] and m.acquisition_order.tolist() == [0, 1]
 

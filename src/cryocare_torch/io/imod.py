@@ -45,7 +45,7 @@ def read_text_lines(path: str | Path, what: str = "text file") -> list[str]:
     if b"\x00" in data:
         raise InputFileError(f"is a binary file, expected a {what}; check that you passed the right file", p)
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # tolerate a byte-order mark from Windows editors
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     return text.splitlines()
