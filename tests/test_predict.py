@@ -23,6 +23,7 @@ from cryocare_torch.predict import (
 )
 from cryocare_torch.predict.arrays import run_with_retry
 from cryocare_torch.predict.engine import TileTooLarge
+from cryocare_torch.predict.memory import slab_bytes_per_section
 from cryocare_torch.tiling import pad_end
 
 
@@ -133,6 +134,15 @@ def test_choose_tiling_respects_budget_multiple_and_data() -> None:
     assert choose_tiling((64, 64), 4, 600.0, 2**30, tile_size=30).tile == 32
     with pytest.raises(ConfigError):
         choose_tiling((64, 64, 64), 4, 600.0, 2**30, tile_size=16, overlap=16)
+    # on CPU the z-slab (input halves + accumulators, per section) shares the budget with activations
+    per_z = slab_bytes_per_section((300, 1000, 1000), 1)
+    s = choose_tiling((300, 1000, 1000), 4, 600.0, 2**30, slab_bytes_per_z=per_z)
+    assert s.tile < p.tile and s.tile**3 * 600 * s.batch_size + s.tile * per_z <= 2**30 and not s.over_budget
+    # on a GPU activations use the GPU budget, the slab the host budget
+    g = choose_tiling((300, 1000, 1000), 4, 600.0, 2**30, slab_bytes_per_z=per_z, host_budget_bytes=2**29)
+    assert g.tile * per_z <= 2**29 and g.tile**3 * 600 <= 2**30
+    tiny = choose_tiling((300, 1000, 1000), 4, 600.0, 2**20, slab_bytes_per_z=per_z)
+    assert tiny.tile == 4 and tiny.over_budget
 
 
 def test_oom_retry_halves_the_tile_and_gives_up_cleanly() -> None:

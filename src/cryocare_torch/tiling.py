@@ -108,10 +108,12 @@ def _ramp_weight(tile: int, left: int, right: int, margin: bool = True) -> np.nd
 
 
 def plan_axis(length: int, tile: int, overlap: int, size_multiple: int = 1) -> AxisTiling:
-    """Tiles of ``tile`` voxels (rounded up to ``size_multiple``) covering ``length`` voxels.
+    """Tiles of at most ``tile`` voxels (rounded up to ``size_multiple``) covering ``length`` voxels.
 
-    An axis shorter than the tile gets one tile of ``round_up(length, size_multiple)`` voxels.
-    ``overlap`` must be smaller than the tile.
+    The tile is shrunk to the smallest multiple of ``size_multiple`` that covers the axis with the
+    same number of tiles and at least ``overlap`` voxels shared by neighbours. An axis shorter than
+    the tile gets one tile of ``round_up(length, size_multiple)`` voxels. ``overlap`` must be
+    smaller than the tile.
     """
     if length < 1 or tile < 1 or overlap < 0 or size_multiple < 1:
         raise ValueError(f"invalid axis tiling: length={length} tile={tile} overlap={overlap} m={size_multiple}")
@@ -122,6 +124,8 @@ def plan_axis(length: int, tile: int, overlap: int, size_multiple: int = 1) -> A
         raise ValueError(f"overlap {overlap} must be smaller than the tile size {tile}")
     stride = tile - overlap
     n = math.ceil((length - tile) / stride) + 1
+    # the smallest tile that needs no more tiles: less work, same overlap
+    tile = max(overlap + 1, round_up(math.ceil((length - overlap) / n) + overlap, size_multiple))
     span = length - tile
     starts = tuple((i * span) // (n - 1) for i in range(n))
     return AxisTiling(length, tile, starts)

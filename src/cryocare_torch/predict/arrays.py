@@ -14,7 +14,14 @@ from ..errors import DataError, DeviceError
 from ..runtime import resolve_device, resolve_dtype
 from ..tiling import TileGrid, make_grid
 from .engine import Forward, TileTooLarge, run_tiled
-from .memory import TilePlan, bytes_per_voxel, choose_tiling, device_budget_bytes, size_multiple
+from .memory import (
+    TilePlan,
+    bytes_per_voxel,
+    choose_tiling,
+    device_budget_bytes,
+    size_multiple,
+    slab_bytes_per_section,
+)
 
 ArrayLike = torch.Tensor | np.ndarray
 Log = Callable[[str], None]
@@ -145,8 +152,12 @@ def predict_arrays(
     m = size_multiple(model)
     shape3 = tuple(vols[0].shape)
     spatial = shape3 if nd == 3 else shape3[1:]
-    plan = choose_tiling(spatial, m, bytes_per_voxel(model, dt), device_budget_bytes(dev, memory_budget_gb),
-                         tile_size=tile_size, overlap=overlap, batch_size=batch_size)
+    plan = choose_tiling(
+        spatial, m, bytes_per_voxel(model, dt), device_budget_bytes(dev, memory_budget_gb),
+        slab_bytes_per_z=slab_bytes_per_section(shape3, 1 if average else len(vols)),
+        host_budget_bytes=None if dev.type == "cpu" else int(memory_budget_gb * 2**30),
+        tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+    )
     model = model.to(dev).eval()
 
     def attempt(p: TilePlan) -> list[torch.Tensor]:

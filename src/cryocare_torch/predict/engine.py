@@ -147,8 +147,7 @@ def run_tiled(
             x = torch.stack([inputs[k][grid.slices(idx, slab.in_z0)] for idx, k in batch])
             y = forward(x)
             for (idx, k), tile in zip(batch, y, strict=True):
-                wt = weights(idx)
-                accs[0 if average else k][grid.slices(idx, slab.in_z0)] += wt * tile
+                accs[0 if average else k][grid.slices(idx, slab.in_z0)].addcmul_(weights(idx), tile)
             if progress is not None:
                 progress(len(batch))
         del inputs

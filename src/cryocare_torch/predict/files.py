@@ -23,9 +23,17 @@ from ..io.mrc import HEADER_BYTES, VolumeMeta, VolumeWriter, open_memmap, read_m
 from ..runtime import describe, resolve_device, resolve_dtype, set_threads
 from .arrays import Log, build_grid, default_log, run_with_retry, sample_stats
 from .engine import Forward, run_tiled
-from .memory import TilePlan, bytes_per_voxel, choose_tiling, device_budget_bytes, size_multiple
+from .memory import (
+    TilePlan,
+    bytes_per_voxel,
+    choose_tiling,
+    device_budget_bytes,
+    size_multiple,
+    slab_bytes_per_section,
+)
 
 _LABEL = "cryocare-torch predict"
+_IO_CHUNK_VOXELS = 1 << 22
 
 
 def half_paths(output: Path) -> tuple[Path, Path]:
@@ -35,9 +43,19 @@ def half_paths(output: Path) -> tuple[Path, Path]:
 
 
 def read_section(path: Path, meta: VolumeMeta, z0: int, z1: int) -> np.ndarray:
-    """``data[z0:z1]`` as float32 ``(k, h, w)``; a 2D image is one section."""
+    """``data[z0:z1]`` as float32 ``(k, h, w)``; a 2D image is one section.
+
+    Read a few sections at a time so that the mapped file pages (resident while mapped) stay few.
+    """
     if meta.ndim == 3:
-        return read_slab(path, meta, z0, z1)
+        h, w = meta.shape[1:]
+        step = max(1, _IO_CHUNK_VOXELS // (h * w))
+        if z1 - z0 <= step:
+            return read_slab(path, meta, z0, z1)
+        out = np.empty((z1 - z0, h, w), dtype=np.float32)
+        for z in range(z0, z1, step):
+            out[z - z0 : z - z0 + step] = read_slab(path, meta, z, min(z + step, z1))
+        return out
     mm, _ = open_memmap(path, meta)
     out = np.array(mm, dtype=np.float32, copy=True)[None]
     del mm
@@ -141,8 +159,15 @@ def predict_files(
 
     m = size_multiple(model)
     spatial = shape3 if nd == 3 else shape3[1:]
-    plan = choose_tiling(spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
-                         tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size)
+    plan = choose_tiling(
+        spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
+        slab_bytes_per_z=slab_bytes_per_section(shape3, 2 if cfg.write_halves else 1),
+        host_budget_bytes=None if device.type == "cpu" else int(cfg.memory_budget_gb * 2**30),
+        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size,
+    )
+    if plan.over_budget:
+        log(f"warning: even {plan.tile}-voxel tiles need more than --memory-budget {cfg.memory_budget_gb} GB "
+            f"for sections of {shape3[1]}x{shape3[2]}; continuing with them")
 
     def read(z0: int, z1: int) -> list[torch.Tensor]:
         return [torch.from_numpy(read_section(p, meta, z0, z1)).sub_(mean).div_(std) for p in (even, odd)]
@@ -160,13 +185,19 @@ def predict_files(
                                            desc=output.name, leave=False))
 
             def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
-                restored = [x * std + mean for x in parts]
-                if len(restored) == 1:
-                    writers[0].write_slab(z0, restored[0].numpy())
-                    return
-                writers[0].write_slab(z0, (0.5 * (restored[0] + restored[1])).numpy())
-                writers[1].write_slab(z0, restored[0].numpy())
-                writers[2].write_slab(z0, restored[1].numpy())
+                # in place (these accumulator rows are finished) and a few sections at a time, so
+                # the writer's float64 statistics stay small
+                for x in parts:
+                    x.mul_(std).add_(mean)
+                step = max(1, _IO_CHUNK_VOXELS // (shape3[1] * shape3[2]))
+                for k in range(0, parts[0].shape[0], step):
+                    chunk = [x[k : k + step] for x in parts]
+                    if len(chunk) == 1:
+                        writers[0].write_slab(z0 + k, chunk[0].numpy())
+                        continue
+                    writers[0].write_slab(z0 + k, (0.5 * (chunk[0] + chunk[1])).numpy())
+                    writers[1].write_slab(z0 + k, chunk[0].numpy())
+                    writers[2].write_slab(z0 + k, chunk[1].numpy())
 
             run_tiled(fwd, grid, read, write, n_inputs=2, average=not cfg.write_halves, progress=bar.update)
 

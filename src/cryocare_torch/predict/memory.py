@@ -6,6 +6,8 @@ of the voxels). Measured once with ``ru_maxrss`` on CPU for the cryo-CARE U-Net
 (:class:`cryocare_torch.model.UNet`, depth 2, 16 channels, tiles of 96^3 and 1024^2, with and
 without norm layers): about 29-30 bytes per voxel per first-level channel in float32 and 15-17 in
 bfloat16. The factors below add 20% headroom plus the tiles, outputs and weights of the loop.
+Very narrow networks cost more per channel (oneDNN pads channels; a 2-channel toy U-Net measured
+167 bytes per voxel), hence at least 4 channels are counted.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def size_multiple(model: nn.Module) -> int:
 def bytes_per_voxel(model: nn.Module, dtype: torch.dtype) -> float:
     """Estimated peak bytes per tile voxel of one forward pass (activations and loop buffers)."""
     per = BYTES_PER_VOXEL_PER_CHANNEL.get(dtype, BYTES_PER_VOXEL_PER_CHANNEL[torch.float32])
-    return per * first_channels(model) + LOOP_BYTES_PER_VOXEL
+    return per * max(4, first_channels(model)) + LOOP_BYTES_PER_VOXEL
 
 
 def device_budget_bytes(device: torch.device, budget_gb: float) -> int:
@@ -62,6 +64,8 @@ class TilePlan:
     overlap: int
     batch_size: int
     auto_overlap: bool = True
+    over_budget: bool = False
+    """True when even the smallest tile exceeds the budget (the caller should say so)."""
 
     def halved(self, multiple: int) -> TilePlan | None:
         """Half the tile (for a retry after running out of GPU memory); None when already minimal."""
@@ -72,29 +76,56 @@ class TilePlan:
         return TilePlan(tile, overlap, 1, self.auto_overlap)
 
 
+def slab_bytes_per_section(spatial_shape: Sequence[int], n_accumulators: int) -> float:
+    """Host bytes per z-section of a slab: two float32 input halves plus accumulators (and carry)."""
+    h, w = spatial_shape[-2:]
+    return 4.0 * h * w * (2 + 1.25 * n_accumulators)
+
+
 def choose_tiling(
     spatial_shape: Sequence[int],
     multiple: int,
     bytes_per_vox: float,
     budget_bytes: int,
     *,
+    slab_bytes_per_z: float = 0.0,
+    host_budget_bytes: int | None = None,
     tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int | None = None,
 ) -> TilePlan:
     """The largest tile (a multiple of ``multiple``, capped by the data) and batch within the budget.
 
-    ``spatial_shape`` holds the dimensions the model sees (``(d, h, w)`` or ``(h, w)``). Explicit
-    ``tile_size`` / ``overlap`` / ``batch_size`` are kept (tile rounded up to ``multiple``).
+    ``spatial_shape`` holds the dimensions the model sees (``(d, h, w)`` or ``(h, w)``). A 3D tile of
+    edge ``t`` also needs a z-slab of input and output of about ``t * slab_bytes_per_z`` host bytes.
+    With ``host_budget_bytes`` None (CPU) activations and slab share ``budget_bytes``; otherwise
+    (GPU) activations must fit ``budget_bytes`` and the slab ``host_budget_bytes``. Explicit
+    ``tile_size`` / ``overlap`` / ``batch_size`` are kept (the tile rounded up to ``multiple``).
     """
     nd = len(spatial_shape)
-    cap = round_up(max(spatial_shape), multiple)
+    shared = host_budget_bytes is None
+
+    def tile_vox(t: int) -> int:
+        return math.prod(min(t, round_up(s, multiple)) for s in spatial_shape)
+
+    def slab(t: int) -> float:
+        return slab_bytes_per_z * (min(t, round_up(spatial_shape[0], multiple)) if nd == 3 else 1)
+
+    def fits(t: int) -> bool:
+        act = tile_vox(t) * bytes_per_vox
+        if shared:
+            return act + slab(t) <= budget_bytes
+        return act <= budget_bytes and slab(t) <= host_budget_bytes  # type: ignore[operator]
+
+    over = False
     if tile_size is not None:
         tile = round_up(tile_size, multiple)
     else:
-        fit = (budget_bytes / bytes_per_vox) ** (1.0 / nd)
-        tile = max(multiple, round_down(int(fit), multiple))
-        tile = min(tile, round_down(MAX_TILE[nd], multiple) or multiple, cap)
+        cap = min(round_up(max(spatial_shape), multiple), max(multiple, round_down(MAX_TILE[nd], multiple)))
+        tile = cap
+        while tile > multiple and not fits(tile):
+            tile -= multiple
+        over = not fits(tile)
     if overlap is None:
         ov = tile // 4
     else:
@@ -104,9 +135,8 @@ def choose_tiling(
                 f"predict.overlap ({ov}) must be smaller than the tile size ({tile}); lower --overlap or raise --tile"
             )
     if batch_size is None:
-        tile_vox = math.prod(min(tile, round_up(s, multiple)) for s in spatial_shape)
-        batch = int(budget_bytes // max(1.0, tile_vox * bytes_per_vox))
-        batch = min(max(1, batch), MAX_BATCH)
+        room = budget_bytes - (slab(tile) if shared else 0.0)
+        batch = min(max(1, int(room // max(1.0, tile_vox(tile) * bytes_per_vox))), MAX_BATCH)
     else:
         batch = int(batch_size)
-    return TilePlan(tile, ov, batch, overlap is None)
+    return TilePlan(tile, ov, batch, overlap is None, over)
