@@ -31,22 +31,34 @@ free_port() {  # a free TCP port on localhost
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-stop_pidfile() {  # stop_pidfile FILE NAME: TERM, wait up to 10 s, then KILL
-    local f=$1 name=$2 pid
-    [[ -s $f ]] || return 0
-    pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null && grep -q "$name" "/proc/$pid/comm" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+do_stop() {  # TERM every daemon this instance started (by its pid file), wait up to 10 s, then KILL
+    local pids=() f name pid
+    if [[ -s $state/slurm.conf && -s $state/slurmctld.pid ]] && kill -0 "$(cat "$state/slurmctld.pid")" 2>/dev/null; then
+        # cancel this instance's jobs first, so no job processes outlive the daemons
+        SLURM_CONF=$state/slurm.conf timeout 10 scancel --full --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 50); do
+            [[ -z $(SLURM_CONF=$state/slurm.conf timeout 5 squeue -h -t R,CG 2>/dev/null) ]] && break
+            sleep 0.1
+        done
     fi
-    rm -f "$f"
-}
-
-do_stop() {
-    stop_pidfile "$state/slurmd.pid" slurmd
-    stop_pidfile "$state/slurmctld.pid" slurmctld
-    stop_pidfile "$state/munge/munged.pid" munged
+    for f in slurmd:slurmd.pid slurmctld:slurmctld.pid munged:munge/munged.pid; do
+        name=${f%%:*}
+        f=$state/${f#*:}
+        [[ -s $f ]] || continue
+        pid=$(cat "$f")
+        if kill -0 "$pid" 2>/dev/null && grep -q "$name" "/proc/$pid/comm" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        fi
+        rm -f "$f"
+    done
+    for _ in $(seq 100); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     echo "slurm_local: stopped ($state)"
 }
 

@@ -185,15 +185,16 @@ def task_states(job_id: str, n_tasks: int) -> dict[int, str]:
 def wait(job_id: str, n_tasks: int, timeout_s: float, *, log: Log | None = None, poll_s: float = 0.5
          ) -> dict[int, str]:
     """Poll until every task has ended or ``timeout_s`` passed (then :class:`ClusterError`; the job keeps
-    running). Transient scheduler errors are retried until the deadline."""
-    deadline = time.monotonic() + timeout_s
+    running). Polls every ``poll_s`` at first, then every tenth of the time waited (at most 30 s).
+    Transient scheduler errors are retried until the deadline."""
+    start = time.monotonic()
+    deadline = start + timeout_s
     last, states, delay = "", {i: "UNKNOWN" for i in range(n_tasks)}, poll_s
     while True:
         try:
-            states = task_states(job_id, n_tasks)
-        except ClusterError:
-            if time.monotonic() > deadline:
-                raise
+            states, error = task_states(job_id, n_tasks), ""
+        except ClusterError as exc:
+            error = f"; the last query failed: {exc}"
         summary = ", ".join(f"{s.lower()} {sum(v == s for v in states.values())}" for s in sorted(set(states.values())))
         if log and summary != last:
             log(f"job {job_id}: {summary}")
@@ -203,7 +204,7 @@ def wait(job_id: str, n_tasks: int, timeout_s: float, *, log: Log | None = None,
         if time.monotonic() + delay > deadline:
             pending = sorted(i for i, s in states.items() if s not in TERMINAL)
             raise ClusterError(f"job {job_id} not finished after {timeout_s:.0f} s ({summary}; tasks {pending[:10]} "
-                               f"still queued or running); it keeps running: check with 'squeue -j {job_id}' and "
-                               "rerun the same command later (complete outputs are skipped)")
+                               f"still queued or running){error}; it keeps running: check with 'squeue -j {job_id}' "
+                               "and rerun the same command later (complete outputs are skipped)")
         time.sleep(delay)
-        delay = min(delay * 1.5, 15.0)
+        delay = min(30.0, max(poll_s, 0.1 * (time.monotonic() - start)))  # gentle on slurmctld for long jobs
