@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch_fourier_shell_correlation import fourier_ring_correlation, fourier_shell_correlation
 
-from cryocare_torch.errors import ConfigError, DataError
+from cryocare_torch.errors import ConfigError, DataError, OutputError
 from cryocare_torch.evaluate.fsc import FSCResult, central_box, fsc, fsc_files, make_mask
 from cryocare_torch.io.mrc import write_volume
 
@@ -138,6 +138,10 @@ def test_fsc_files(tmp_path: Path) -> None:
     assert r.voxel_size == pytest.approx(12.0) and r.shape == (16, 16, 16)
     assert json.loads(out.read_text())["a"].endswith("even.mrc")
     assert (tmp_path / "fsc.csv").read_text().startswith("shell,")
+    with pytest.raises(OutputError):  # refuses to replace outputs before computing anything
+        fsc_files(pa, pb, json_path=out)
+    plot = fsc_files(pa, pb, json_path=out, plot_path=tmp_path / "fsc.png", overwrite=True)
+    assert (tmp_path / "fsc.png").read_bytes()[:4] == b"\x89PNG" and plot.shape == (24, 32, 32)
     full = fsc_files(pa, pb)
     assert np.allclose(full.fsc, fsc(a, b, voxel_size=12.0).fsc, atol=1e-6)
 

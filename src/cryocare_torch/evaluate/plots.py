@@ -7,11 +7,13 @@ returns the path it wrote.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -33,16 +35,25 @@ def _save(fig: Figure, path: str | Path, overwrite: bool) -> Path:
 
 
 def _figure(width: float, height: float) -> Figure:
-    import matplotlib
-
-    matplotlib.rcParams.update(_STYLE)
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def _styled(func: Callable[..., Path]) -> Callable[..., Path]:
+    """Run a figure function under the module's font sizes without touching global rcParams."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with matplotlib.rc_context(_STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _fmt_res(r: FSCResult, t: float) -> str:
     return f"{'<' if not r.crosses(t) else ''}{r.resolution_at(t):.2f} nm"
 
 
+@_styled
 def plot_fsc(
     results: Mapping[str, FSCResult], path: str | Path, thresholds: Sequence[float] = (0.5, 0.143), *,
     title: str | None = None, show_noise: bool = False, overwrite: bool = True,
@@ -109,9 +120,9 @@ def _scale_bar(ax: Any, shape: tuple[int, int], voxel_size: float, length_nm: fl
     px = length / nm_per_px
     if px > 0.9 * w:
         return
-    thick, x0, y0 = max(1.0, 0.015 * h), 0.04 * w, h - 0.06 * h
+    thick, x0, y0 = max(1.0, 0.012 * w), 0.04 * w, h - 0.04 * w  # sized by the width: same on every plane
     ax.add_patch(Rectangle((x0, y0 - thick), px, thick, color="white", ec="black", lw=0.5))
-    ax.text(x0 + px / 2, y0 - thick - 0.02 * h, f"{length:g} nm", color="white", ha="center", va="bottom",
+    ax.text(x0 + px / 2, y0 - thick - 0.01 * w, f"{length:g} nm", color="white", ha="center", va="bottom",
             fontsize=10, fontweight="bold", path_effects=_outline())
 
 
@@ -121,6 +132,7 @@ def _outline() -> list[Any]:
     return [patheffects.withStroke(linewidth=2, foreground="black")]
 
 
+@_styled
 def slices_figure(
     volumes: Mapping[str, Any], path: str | Path, voxel_size: float | None = None,
     axes: Sequence[str] = ("xy", "xz"), scale_bar_nm: float | None = None, *,
@@ -174,6 +186,7 @@ def _history_series(history: Any) -> tuple[np.ndarray | None, dict[str, np.ndarr
     return x, {k: np.asarray(v, dtype=float) for k, v in cols.items()}
 
 
+@_styled
 def loss_curve(history: Any, path: str | Path, *, title: str | None = None, overwrite: bool = True) -> Path:
     """Training/validation losses per epoch (log scale when positive), learning rate on a right axis.
 
