@@ -1,0 +1,153 @@
+"""Tilt geometry (IMOD convention), the forward projector and IMOD .xf transforms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cryocare_torch.errors import DataError
+from cryocare_torch.prepare.align import apply_xf, bin_images, compose_xf, invert_xf, make_xf
+from cryocare_torch.prepare.geometry import angular_intervals, as_angles, detector_x, rotation_y
+from cryocare_torch.prepare.projector import Projector, project
+
+
+def _imod_u(x: float, z: float, theta: float, w: int, d: int, det: int) -> float:
+    """IMOD tilt + trimvol -rx: u - cu = (x - cx) cos(theta) + (z - cz) sin(theta), centres (n - 1) / 2."""
+    t = math.radians(theta)
+    return (det - 1) / 2 + (x - (w - 1) / 2) * math.cos(t) + (z - (d - 1) / 2) * math.sin(t)
+
+
+def _point(d: int, h: int, w: int, z: int, y: int, x: int) -> torch.Tensor:
+    v = torch.zeros(d, h, w)
+    v[z, y, x] = 1.0
+    return v
+
+
+@pytest.mark.parametrize("theta, expected", [(30.0, 29), (-30.0, 19), (0.0, 24), (90.0, 34), (-90.0, 14)])
+def test_point_lands_where_imod_puts_it_exactly(theta: float, expected: int) -> None:
+    # centre (16, 24); the point is 10 voxels above it in z: u = 24 + 10 sin(theta) is an integer here
+    d, h, w = 33, 3, 49
+    p = project(_point(d, h, w, z=26, y=1, x=24), [theta])[0]
+    assert _imod_u(24, 26, theta, w, d, w) == pytest.approx(expected)
+    row = p[1]
+    assert int(row.argmax()) == expected
+    centroid = float((row * torch.arange(w)).sum() / row.sum())
+    assert centroid == pytest.approx(expected, abs=1e-4)
+    assert float(p[0].abs().max()) == 0.0 and float(p[2].abs().max()) == 0.0  # rows are independent
+
+
+@pytest.mark.parametrize("theta", [30.0, -30.0, 12.5, -52.0, 75.0])
+def test_blob_centroid_matches_imod_subpixel(theta: float) -> None:
+    d, w, det = 32, 48, 64
+    zz, xx = torch.meshgrid(torch.arange(d, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    blob = torch.exp(-((zz - 9.0) ** 2 + (xx - 31.0) ** 2) / (2 * 1.5**2))[:, None, :]  # centre z=9, x=31
+    row = project(blob, [theta], detector_width=det)[0, 0]
+    centroid = float((row * torch.arange(det)).sum() / row.sum())
+    assert centroid == pytest.approx(_imod_u(31, 9, theta, w, d, det), abs=0.02)
+    assert centroid == pytest.approx(float(detector_x(31, 9, theta, width=w, thickness=d, detector_width=det)),
+                                     abs=0.02)
+    assert float(row.sum()) == pytest.approx(float(blob.sum()), rel=5e-3)  # mass is conserved
+
+
+def test_rotation_y_gives_the_detector_coordinate() -> None:
+    p = torch.tensor([3.0, -2.0, 5.0], dtype=torch.float64)  # (x, y, z) from the centre
+    for theta in (-60.0, 30.0):
+        u = (rotation_y(theta) @ p)[0]
+        t = math.radians(theta)
+        assert float(u) == pytest.approx(3 * math.cos(t) + 5 * math.sin(t))
+
+
+def test_slab_projects_to_its_path_length() -> None:
+    d, h, w = 10, 2, 64
+    slab = torch.ones(d, h, w)
+    p = project(slab, [0.0, 30.0, -45.0, 60.0])
+    mid = p[:, :, 24:40]
+    assert torch.allclose(mid[0], torch.full_like(mid[0], float(d)))
+    for i, theta in enumerate((0.0, 30.0, -45.0, 60.0)):  # Joseph sampling of the slab's edges: within 2%
+        assert torch.allclose(mid[i], torch.full_like(mid[i], d / math.cos(math.radians(theta))), rtol=0.02)
+
+
+def test_projector_chunks_equal_whole_and_reusable() -> None:
+    g = torch.Generator().manual_seed(0)
+    v = torch.rand(12, 9, 20, generator=g)
+    angles = torch.linspace(-70, 70, 9)
+    whole = project(v, angles, detector_width=26)
+    assert whole.shape == (9, 9, 26)
+    assert torch.equal(whole, project(v, angles, detector_width=26, y_chunk=2))
+    proj = Projector(tuple(v.shape), angles, detector_width=26)
+    assert torch.equal(whole, proj(v * 1.0, y_chunk=4))
+
+
+def test_angular_intervals() -> None:
+    even = torch.arange(-60.0, 61.0, 3.0)
+    iv = angular_intervals(even)
+    assert torch.allclose(iv, torch.full_like(iv, math.radians(3.0)))
+    assert torch.allclose(angular_intervals(even[::2]), torch.full((21,), math.radians(6.0), dtype=torch.float64))
+    full = angular_intervals(torch.arange(-90.0, 90.5, 1.0))
+    assert float(full.sum()) == pytest.approx(math.pi, rel=0.01)
+    shuffled = torch.tensor([10.0, -20.0, 0.0, 40.0])  # input order is kept
+    assert torch.allclose(angular_intervals(shuffled), torch.deg2rad(torch.tensor([20.0, 20.0, 15.0, 30.0])).double())
+
+
+def test_angle_validation() -> None:
+    with pytest.raises(DataError, match="one angle per view"):
+        as_angles([0.0, 3.0], n_views=3)
+    with pytest.raises(DataError, match="NaN"):
+        as_angles([0.0, float("nan")])
+    with pytest.raises(DataError, match="radians"):
+        as_angles([0.0, 200.0])
+
+
+def _smooth_images(n: int, h: int, w: int) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    rng = np.random.default_rng(1)
+    out = torch.zeros(n, h, w)
+    for i in range(n):
+        for _ in range(6):
+            cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+            out[i] += torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 5.0**2))
+    return out
+
+
+def test_xf_roundtrip_restores_aligned_views() -> None:
+    aligned = _smooth_images(3, 72, 80)
+    true_xf = torch.stack([make_xf(12.0, (3.5, -2.25)), make_xf(-85.0, (1.0, 2.0), 1.02), make_xf(0.0, (0.5, 0.0))])
+    raw = apply_xf(aligned, invert_xf(true_xf))
+    assert (raw - aligned).abs().max() > 0.1  # the raw views really are misaligned
+    back = apply_xf(raw, true_xf)
+    err = (back - aligned)[:, 20:-20, 20:-20].abs().max()
+    assert float(err) < 0.01 * float(aligned.max())
+
+
+def test_xf_convention_about_image_centre() -> None:
+    # newstack: centre at (nx/2, ny/2) in 0-based indices; X' = A (X - c) + d + c
+    img = torch.zeros(1, 8, 10)
+    img[0, 4, 7] = 1.0  # (X, Y) = (7, 4) is (+2, 0) from the centre (5, 4)
+    rot = apply_xf(img, make_xf(90.0), mode="bilinear", fill=0.0)
+    assert torch.nonzero(rot[0] > 0.5).tolist() == [[6, 5]]  # (+2, 0) -> (0, +2): X = 5, Y = 6
+    shifted = apply_xf(img, make_xf(0.0, (-3.0, 1.0)), mode="bilinear", fill=0.0)
+    assert torch.nonzero(shifted[0] > 0.5).tolist() == [[5, 4]]  # DX, DY added after the matrix
+
+
+def test_xf_algebra() -> None:
+    a = torch.stack([make_xf(17.0, (2.0, -1.0), 1.1), make_xf(-3.0, (0.0, 4.0))])
+    b = torch.stack([make_xf(-40.0, (1.0, 1.0)), make_xf(5.0, (-2.0, 0.5), 0.9)])
+    eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    assert torch.allclose(compose_xf(a, invert_xf(a)), eye.expand(2, 2, 3), atol=1e-12)
+    p = torch.tensor([3.0, -7.0, 1.0], dtype=torch.float64)
+    ab = compose_xf(a, b)
+    for i in range(2):  # a first, then b
+        step = b[i] @ torch.cat([a[i] @ p, torch.ones(1, dtype=torch.float64)])
+        assert torch.allclose(ab[i] @ p, step)
+
+
+def test_bin_images() -> None:
+    img = torch.arange(30.0).reshape(1, 5, 6)
+    out = bin_images(img, 2)
+    assert out.shape == (1, 2, 3)
+    assert float(out[0, 0, 0]) == pytest.approx((0 + 1 + 6 + 7) / 4)
