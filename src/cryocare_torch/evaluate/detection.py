@@ -1,0 +1,245 @@
+"""Downstream detection check, part 2: matching, precision/recall vs size threshold, raw vs restored.
+
+cryo-CARE's downstream experiment (Buchholz et al. 2019: outer dynein arms on microtubule doublets)
+trains one segmenter per tomogram version with the same labels and compares how well the detected
+objects match the known ones. Here the volume is split along ``axis`` into a training part (the first
+``train_fraction``) and a held-out evaluation part, separated by a ``gap`` wider than one object so
+that no labelled object is seen in both. For every size threshold the components of at least that
+many voxels are matched one-to-one to the true centres (Hungarian assignment on distances, pairs
+further apart than ``max_distance`` voxels never match) and scored:
+
+* TP: matches whose true centre lies inside the evaluation region;
+* FN: true centres inside the region left unmatched;
+* FP: unmatched detections. Detections matched to a true centre just outside the region (an object
+  cut by the border) count as neither.
+
+Precision is 0 when nothing is detected and recall is 0 when nothing is to be found.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+from ..errors import ConfigError, DataError
+from ..io.atomic import atomic_path
+from .segmentation import (
+    ArrayLike,
+    Components,
+    Log,
+    Region,
+    find_components,
+    segment,
+    to_numpy,
+    train_segmenter,
+)
+
+Row = dict[str, float]
+_logger = logging.getLogger("cryocare_torch.evaluate.detection")
+
+
+def _centres(x: ArrayLike | Sequence[Sequence[float]]) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    a = a.astype(np.float64, copy=False).reshape(-1, 3) if a.size else np.zeros((0, 3))
+    return a
+
+
+def match_pairs(pred: ArrayLike, true: ArrayLike, max_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of ``pred`` ``(n, 3)`` to ``true`` ``(m, 3)`` within ``max_distance``.
+
+    Returns the matched indices ``(pred_idx, true_idx)``; the assignment maximises the number of
+    matches and, among those, minimises the total distance.
+    """
+    if max_distance <= 0:
+        raise ConfigError(f"max_distance must be > 0 voxels, got {max_distance}")
+    p, t = _centres(pred), _centres(true)
+    if len(p) == 0 or len(t) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    dist = cdist(p, t)
+    ok = dist <= max_distance
+    # every allowed pair costs less than any trade of one match for another: count first, then distance
+    cost = np.where(ok, dist / (max_distance * (min(len(p), len(t)) + 1)) - 1.0, 0.0)
+    rows, cols = linear_sum_assignment(cost)
+    keep = ok[rows, cols]
+    return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
+
+
+def match_detections(pred: ArrayLike, true: ArrayLike, max_distance: float) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` of a one-to-one matching of detections to true centres within ``max_distance``."""
+    p, t = _centres(pred), _centres(true)
+    rows, _ = match_pairs(p, t, max_distance)
+    return len(rows), len(p) - len(rows), len(t) - len(rows)
+
+
+def _score(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def inside(centres: np.ndarray, region: Region) -> np.ndarray:
+    """Which ``(n, 3)`` centres lie in ``region`` (half-open voxel ranges, centres rounded)."""
+    c = np.round(_centres(centres))
+    lo = np.array([s.start for s in region])
+    hi = np.array([s.stop for s in region])
+    return np.all((c >= lo) & (c < hi), axis=1)
+
+
+def precision_recall_vs_size(
+    components: Components,
+    true_centres: ArrayLike,
+    size_thresholds: Sequence[int],
+    max_distance: float,
+    region: Region | None = None,
+) -> list[Row]:
+    """One row per size threshold: size_threshold, n_detections, tp, fp, fn, precision, recall, f1.
+
+    With ``region`` only true centres inside it can be missed (see the module docstring); ``true_centres``
+    may include the whole volume's.
+    """
+    t = _centres(true_centres)
+    in_t = inside(t, region) if region is not None else np.ones(len(t), dtype=bool)
+    rows = []
+    for thr in size_thresholds:
+        pred = components.centroids[components.sizes >= thr]
+        pi, ti = match_pairs(pred, t, max_distance)
+        tp = int(in_t[ti].sum())
+        fp = len(pred) - len(pi)
+        fn = int(in_t.sum()) - tp
+        precision, recall, f1 = _score(tp, fp, fn)
+        rows.append({"size_threshold": int(thr), "n_detections": len(pred), "tp": tp, "fp": fp, "fn": fn,
+                     "precision": precision, "recall": recall, "f1": f1})
+    return rows
+
+
+def split_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: int) -> tuple[Region, Region]:
+    """Training slab ``[0, a)`` and evaluation slab ``[a + gap, n)`` along ``axis`` (1 = y, 2 = x)."""
+    if axis not in (0, 1, 2):
+        raise ConfigError(f"axis must be 0, 1 or 2, got {axis}")
+    if not 0.0 < train_fraction < 1.0 or gap < 0:
+        raise ConfigError(f"train_fraction must be in (0, 1) and gap >= 0, got {train_fraction} and {gap}")
+    n = int(shape[axis])
+    a = int(round(train_fraction * n)) - gap // 2
+    b = a + gap
+    if a < 8 or n - b < 8:
+        raise DataError(f"axis {axis} ({n} voxels) is too short for a training and an evaluation part with a "
+                        f"{gap}-voxel gap; lower the gap or use another axis")
+    full = [slice(0, int(s)) for s in shape]
+    train, evaluation = list(full), list(full)
+    train[axis], evaluation[axis] = slice(0, a), slice(b, n)
+    return tuple(train), tuple(evaluation)  # type: ignore[return-value]
+
+
+def default_size_thresholds(max_size: int, n: int = 30) -> list[int]:
+    """Geometric grid of integer size thresholds from 1 to ``max_size`` voxels."""
+    return sorted({int(round(v)) for v in np.geomspace(1, max(1, max_size), n)})
+
+
+def downstream_comparison(
+    volumes: Mapping[str, ArrayLike],
+    labels: ArrayLike,
+    decoration_centres: ArrayLike,
+    *,
+    target_label: int | None = 3,
+    train_fraction: float = 0.5,
+    axis: int = 1,
+    gap: int = 16,
+    max_distance: float = 8.0,
+    size_thresholds: Sequence[int] | None = None,
+    steps: int = 300,
+    batch_size: int = 4,
+    patch_size: int = 32,
+    n_first: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    log: Log | None = None,
+) -> dict[str, list[Row]]:
+    """Precision/recall vs size threshold on the held-out part for each named ``(d, h, w)`` volume.
+
+    Each volume gets its own segmenter trained on the training part with the same target,
+    ``labels == target_label`` (``target_label=None``: ``labels`` is already a mask). Rows as in
+    :func:`precision_recall_vs_size`, each also with ``seconds`` (training plus segmentation of that
+    volume). Default size thresholds: a shared geometric grid up to the largest component found.
+    """
+    log = log or _logger.info
+    lab = to_numpy(labels, None)
+    mask = lab != 0 if target_label is None else lab == target_label
+    if not volumes:
+        raise ConfigError("no volumes to compare")
+    train, evaluation = split_regions(mask.shape, axis, train_fraction, gap)
+    offset = [s.start for s in evaluation]
+    comps: dict[str, Components] = {}
+    seconds: dict[str, float] = {}
+    for name, vol in volumes.items():
+        if tuple(vol.shape) != mask.shape:
+            raise DataError(f"volume '{name}' has shape {tuple(vol.shape)}, labels have {mask.shape}")
+        t0 = time.perf_counter()
+        model = train_segmenter(vol, mask, train, steps=steps, batch_size=batch_size, patch_size=patch_size,
+                                n_first=n_first, seed=seed, device=device, log=log)
+        prob = segment(model, vol, region=evaluation, device=device)
+        comps[name] = find_components(prob, offset=offset)
+        seconds[name] = time.perf_counter() - t0
+        log(f"{name}: {len(comps[name].sizes)} components, {seconds[name]:.1f} s")
+    if size_thresholds is None:
+        largest = max((int(c.sizes.max()) for c in comps.values() if len(c.sizes)), default=1)
+        size_thresholds = default_size_thresholds(largest)
+    results = {}
+    for name, c in comps.items():
+        rows = precision_recall_vs_size(c, decoration_centres, size_thresholds, max_distance, evaluation)
+        for r in rows:
+            r["seconds"] = seconds[name]
+        results[name] = rows
+    return results
+
+
+def best_rows(results: Mapping[str, Sequence[Row]]) -> dict[str, Row]:
+    """The row of highest F1 (smallest size threshold on ties) per name."""
+    out = {}
+    for name, rows in results.items():
+        if not rows:
+            raise DataError(f"no rows for '{name}'")
+        out[name] = max(rows, key=lambda r: (r["f1"], -r["size_threshold"]))
+    return out
+
+
+def plot_precision_recall(
+    results: Mapping[str, Sequence[Row]], path: str | Path, *, overwrite: bool = True, title: str | None = None
+) -> Path:
+    """Precision, recall and F1 against the size threshold (log axis), one line per name; 150 dpi."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    if not results:
+        raise DataError("nothing to plot: no results")
+    matplotlib.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9})
+    fig = Figure(figsize=(11.0, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3, sharex=True, sharey=True)
+    best = best_rows(results)
+    for i, (name, rows) in enumerate(results.items()):
+        x = [r["size_threshold"] for r in rows]
+        colour = f"C{i}"
+        for ax, key in zip(axes, ("precision", "recall", "f1"), strict=True):
+            label = f"{name} (best F1 {best[name]['f1']:.2f})" if key == "f1" else name
+            ax.plot(x, [r[key] for r in rows], color=colour, lw=1.8, marker="o", ms=3, label=label)
+    for ax, key in zip(axes, ("Precision", "Recall", "F1"), strict=True):
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("size threshold (voxels)")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score")
+    axes[2].legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    out = Path(path)
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or "png", dpi=150, bbox_inches="tight")
+    return out
