@@ -253,3 +253,23 @@ def test_refuses_bad_outputs_and_mismatched_inputs(tmp_path: Path, pair) -> None
     with pytest.raises(DataError, match="2D image"):
         predict_files(b, img, img, tmp_path / "a.mrc", fast(), progress=False)
     assert not (tmp_path / "a.mrc").exists()
+
+
+def test_files_with_a_real_checkpoint_file(tmp_path: Path, pair, capsys) -> None:  # type: ignore[no-untyped-def]
+    ckpt_mod = pytest.importorskip("cryocare_torch.train.checkpoint")
+    from cryocare_torch.config import CryocareConfig, ModelConfig
+    from cryocare_torch.model import build_model
+
+    even, odd, e, _ = pair
+    cfg = CryocareConfig(model=ModelConfig(depth=1, n_first=4))
+    ckpt = ckpt_mod.save_checkpoint(tmp_path / "m.pt", model=build_model(cfg.model, 3), config=cfg, ndim=3,
+                                    normalization={"mean": 0.0, "std": 1.0})
+    logs: list[str] = []
+    out = predict_files(ckpt, even, odd, tmp_path / "den.mrc", PredictConfig(device="cpu", num_threads=1),
+                        progress=True, log=logs.append)
+    data, meta = read_volume(out)
+    assert data.shape == e.shape and np.isfinite(data).all() and meta.voxel_size == (7.5, 7.5, 7.5)
+    assert any(line.startswith("running on CPU") for line in logs)
+    assert any(line.startswith("tiles ") for line in logs)
+    with pytest.raises(OutputError, match="same as an input"):
+        predict_files(ckpt, even, odd, ckpt, PredictConfig(device="cpu"), overwrite=True, progress=False)
