@@ -211,3 +211,29 @@ def test_real_model_batch(tmp_path: Path) -> None:
         assert out.shape == (16, 32, 32) and np.isfinite(out).all()
     again = cli(*args)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_stale_partials_removed_and_sigterm_interrupts(tomos: Path, fake_predict: list) -> None:
+    import signal
+
+    from cryocare_torch.cli import commands_batch
+
+    m = build_manifest(resolve_batch([tomos / "tomos"], tomos / "out"), tomos / "best.pt", CryocareConfig())
+    out = m.items[0].output
+    out.parent.mkdir()
+    old = out.parent / f".{out.name}.123.abcd1234.partial"
+    fresh = out.parent / f".{out.name}.456.abcd5678.partial"
+    other = out.parent / f".{m.items[1].output.name}.7.deadbeef.partial"
+    for p in (old, fresh, other):
+        p.write_bytes(b"x")
+    os.utime(old, (1e9, 1e9))
+    os.utime(other, (1e9, 1e9))
+    assert run_item(m, 0) == "done"
+    assert not old.exists() and fresh.exists() and other.exists()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        commands_batch._sigterm_interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -237,3 +237,20 @@ def test_real_slurm_wait_bounded_then_cancelled(slurm_env: dict, tmp_path: Path,
     finally:
         subprocess.run(["scancel", job], env=slurm_env, timeout=30, check=False)
     assert wait(job, 2, timeout_s=30, poll_s=0.2) == {0: "CANCELLED", 1: "CANCELLED"}
+
+
+def test_cli_batch_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tomos = _tomos(tmp_path / "tomos")
+    (tmp_path / "best.pt").write_bytes(b"x")
+    out = tmp_path / "out"
+    assert main(["batch", str(tomos), "--model", str(tmp_path / "best.pt"), "--output-dir", str(out),
+                 "--sbatch-only"]) == 0
+    manifest = str(next((out / "cryocare_batch").glob("manifest-*.json")))
+    write_volume(out / "TS_02_denoised.mrc", np.zeros(SHAPE, np.float32))
+    capsys.readouterr()
+    assert main(["batch-status", "--manifest", manifest]) == 0
+    assert "1 of 3 outputs complete" in capsys.readouterr().out
+    _fake_bin(tmp_path, monkeypatch, squeue='echo "9_0|COMPLETED"; echo "9_1|FAILED"; echo "9_2|COMPLETED"')
+    assert main(["batch-status", "--manifest", manifest, "--job", "9"]) == 8  # finished, but outputs missing
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "2 of 3 outputs are not complete" in captured.err

@@ -24,11 +24,12 @@ from typing import Any
 
 from .config import CryocareConfig, config_to_dict
 from .errors import CheckpointError, ConfigError, CryocareError, InputFileError, OutputError
-from .io.atomic import atomic_write_json
+from .io.atomic import PARTIAL_SUFFIX, atomic_write_json
 from .io.mrc import read_meta
 
 MANIFEST_FORMAT = "cryocare-batch-manifest"
 MANIFEST_VERSION = 1
+STALE_PARTIAL_S = 3600.0
 Log = Callable[[str], None]
 
 
@@ -201,6 +202,21 @@ def load_manifest(path: str | Path) -> Manifest:
                              "'cryocare batch'", p) from None
 
 
+def _remove_stale_partials(output: Path, log: Log | None, max_age_s: float = STALE_PARTIAL_S) -> None:
+    """Temporary files of an earlier attempt that was killed outright (SIGKILL, node failure): same name
+    prefix, untouched for ``max_age_s``. A live writer touches its file far more often."""
+    if not output.parent.is_dir():
+        return
+    for tmp in output.parent.glob(f".{glob.escape(output.stem)}*{PARTIAL_SUFFIX}"):
+        try:
+            if time.time() - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+                if log:
+                    log(f"removed {tmp.name}, left by an earlier attempt that was killed")
+        except OSError:
+            pass
+
+
 def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> str:
     """Restore item ``index``; returns ``skipped`` (output already complete) or ``done``."""
     from . import api
@@ -214,6 +230,7 @@ def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> str:
         if log:
             log(f"{item.name}: {item.output} is already complete; skipped")
         return "skipped"
+    _remove_stale_partials(item.output, log)
     config = manifest.config.model_copy(deep=True)
     cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if config.predict.num_threads is None and cpus.isdigit():

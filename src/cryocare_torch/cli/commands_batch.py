@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,17 @@ G_SLURM = Group("SLURM (with --slurm)", sort_key=50)
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_interrupts() -> None:
+    """SLURM (time limit, scancel) and kill send SIGTERM: treat it like Ctrl-C so that partial outputs are
+    removed and the exit is clean (the default would end the process without any clean-up)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @Parameter(name="*", group=G_SLURM)
@@ -96,7 +109,8 @@ def batch(
     overwrite
         Redo outputs that are already complete.
     work_dir
-        Folder for the manifest, the sbatch script and the task logs (default OUTPUT_DIR/cryocare_batch).
+        Folder for the manifest, the sbatch script and the task logs (default OUTPUT_DIR/cryocare_batch); with
+        --slurm it, the inputs, the model and the outputs must be on a file system the compute nodes see.
     slurm
         Submit a SLURM job array (one task per pair) instead of running here.
     sbatch_only
@@ -123,6 +137,7 @@ def batch(
     mpath = write_manifest(manifest, work / (f"manifest-{stamp}.json" if slurm_options else "manifest-local.json"))
     output_dir.mkdir(parents=True, exist_ok=True)
     if slurm_options is None:
+        _sigterm_interrupts()
         results = run_all(manifest, log=_log)
         print(f"done {sum(r == 'done' for r in results.values())}, skipped "
               f"{sum(r == 'skipped' for r in results.values()) + len(manifest.skipped)}; outputs in {output_dir}")
@@ -212,6 +227,7 @@ def batch_run(
     """
     from ..batch import load_manifest, run_item
 
+    _sigterm_interrupts()
     m = load_manifest(manifest)
     status = run_item(m, index, log=_log)
     item = m.items[index]

@@ -116,8 +116,11 @@ def submit_script(script: Path) -> str:
     """``sbatch --parsable SCRIPT``; returns the job id."""
     res = _run(["sbatch", "--parsable", str(script)])
     if res.returncode != 0:
-        raise ClusterError(f"sbatch refused the job: {_first_line(res.stderr)}; fix the options or edit the "
-                           "script and submit it with sbatch", script)
+        why = _first_line(res.stderr)
+        hint = ("; a job array may have at most MaxArraySize-1 tasks (see 'scontrol show config'): split the "
+                "inputs into several batches" if "array" in why.lower() else "")
+        raise ClusterError(f"sbatch refused the job: {why}{hint}; fix the options, or edit the script and submit "
+                           "it with sbatch", script)
     return res.stdout.strip().split(";")[0]
 
 
