@@ -13,6 +13,7 @@ from typing import Annotated
 
 from cyclopts import Group, Parameter
 
+from ..errors import ConfigError
 from .main import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, build_config
 
@@ -123,6 +124,10 @@ def batch(
     from ..batch import build_manifest, resolve_batch, run_all, write_manifest
     from ..io.atomic import atomic_write_text
 
+    if sbatch_only and submitit:
+        raise ConfigError("--sbatch-only writes a plain sbatch script; it cannot be combined with --submitit")
+    if wait_minutes is not None and wait_minutes <= 0:
+        raise ConfigError(f"--wait-minutes must be positive, not {wait_minutes}; leave it out to return at once")
     config = build_config(cfg, None, predict_opts, runtime)
     slurm_options = (slurm_opts or SlurmCliOptions()).to_options() if (slurm or sbatch_only or submitit) else None
     items = resolve_batch(inputs, output_dir, suffix, project_dir)
