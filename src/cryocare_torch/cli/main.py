@@ -31,6 +31,7 @@ app = App(
     ),
     version_flags=["--version"],
     default_parameter=Parameter(negative_iterable=()),
+    suppress_keyboard_interrupt=False,
 )
 
 
