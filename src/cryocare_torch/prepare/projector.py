@@ -117,13 +117,15 @@ class Projector:
         for y0 in range(0, h, m):
             y1 = min(h, y0 + m)
             slab = volume[:, y0:y1, :].to(device=self.device, dtype=self.dtype).permute(0, 2, 1)  # (z, x, rows)
+            lines = torch.empty((n, det, y1 - y0), dtype=self.dtype, device=self.device)
             for mat, idx, layout in ((self.shallow, self.shallow_idx, (0, 0, 1, 1)),
                                      (self.steep, self.steep_idx, (0, 0, 1, 1, 0, 0))):
                 if mat is None:
                     continue
                 src = slab if len(layout) == 4 else slab.permute(1, 0, 2)  # steep: (x, z, rows)
                 dense = F.pad(src, layout).reshape(-1, y1 - y0)  # pad the interpolated axis by one zero
-                out[idx, y0:y1, :] = (mat @ dense).reshape(len(idx), det, y1 - y0).permute(0, 2, 1)
+                lines[idx.to(self.device)] = (mat @ dense).reshape(len(idx), det, y1 - y0)
+            out[:, y0:y1, :] = lines.permute(0, 2, 1)
         return out
 
 
