@@ -62,6 +62,18 @@ def test_y_chunked_equals_whole_exactly(ball_data) -> None:  # type: ignore[no-u
     assert torch.equal(whole[:, 5:9], weighted_backprojection(proj[::6, 5:9], angles[::6], 40, width=48))
 
 
+def test_large_operator_path_is_blocked_and_identical(ball_data, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cryocare_torch.prepare import backproject
+
+    _, angles, proj = ball_data
+    whole = weighted_backprojection(proj[::9], angles[::9], 40, width=48)
+    monkeypatch.setattr(backproject, "_CACHE_NNZ", 0)  # rebuild per chunk ...
+    monkeypatch.setattr(backproject, "_BLOCK_NNZ", 5000)  # ... in many z-blocks
+    bp = backproject.Backprojector(angles[::9], 72, 40, 48)
+    assert len(bp.blocks) > 5 and all(mat is None for *_, mat in bp.blocks)
+    assert torch.equal(whole, weighted_backprojection(proj[::9], angles[::9], 40, width=48, y_chunk=8))
+
+
 def test_decimated_and_uneven_tilts_keep_the_amplitude(ball_data) -> None:  # type: ignore[no-untyped-def]
     _, angles, proj = ball_data
     full = _core_mean(weighted_backprojection(proj, angles, 40, width=48), 12.0)

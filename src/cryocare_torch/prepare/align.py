@@ -87,7 +87,7 @@ def _source_grid(xf: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
     """Raw-image positions ``(x, y)`` (0-based, float64) sampled by each aligned pixel, each ``(h, w)``."""
     inv = invert_xf(xf)[0]
     cx, cy = w / 2.0, h / 2.0
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64) - cy - 0.0,
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64) - cy,
                             torch.arange(w, dtype=torch.float64) - cx, indexing="ij")
     xs = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] + cx
     ys = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2] + cy
