@@ -181,7 +181,8 @@ def make_phantom(cfg: SimulateConfig, *, lateral_pad: int) -> Phantom:
     # Filaments with periodic decorations on a fixed side.
     dec_centres, dec_fil = [], []
     period = cfg.decoration_period_nm * nm
-    tube_reach = (_DECORATION_OFFSET_NM + 6.0) * nm
+    tube_radius = (_TUBE_RADIUS_NM + 4.0) * nm  # outer wall plus a little clearance
+    tube_reach = (_DECORATION_OFFSET_NM + 6.0) * nm  # decorations included
     slope_y, slope_x = (float(t.mean()) for t in torch.gradient((z_lo + z_hi) / 2))
     n_fil = int(round(cfg.n_filaments * area))
     for _ in range(n_fil):
@@ -191,12 +192,12 @@ def make_phantom(cfg: SimulateConfig, *, lateral_pad: int) -> Phantom:
             alpha = rng.uniform(0, math.pi)
             u, v, n = _frame(alpha, slope_y * math.sin(alpha) + slope_x * math.cos(alpha))
             fil = _Filament(rng, np.array([(lo_z + hi_z) / 2, y, x]), u, v, n, rng.uniform(0.7, 1.3) * max(h, w0), nm)
-            samples = fil.centreline(np.arange(-fil.length / 2, fil.length / 2, tube_reach))
+            samples = fil.centreline(np.arange(-fil.length / 2, fil.length / 2, tube_radius))
             if packer.free_all(samples, tube_reach):
                 break
         else:
             continue  # no room left for a filament that crosses none of the others
-        packer.add(samples, tube_reach)
+        packer.add(samples, tube_radius)
         _render_filament(fields[FILAMENT], fil, nm)
         phi = rng.uniform(-0.7, 0.7) + (math.pi if rng.random() < 0.5 else 0.0)
         side = math.cos(phi) * fil.v + math.sin(phi) * fil.n
@@ -208,6 +209,7 @@ def make_phantom(cfg: SimulateConfig, *, lateral_pad: int) -> Phantom:
         for c in centres:
             parts = np.stack([c, c + (3.5 * side + 3.0 * fil.u) * nm, c + (2.0 * side - 3.5 * fil.u) * nm])
             splat_gaussians(fields[DECORATION], parts, np.array([3.2, 2.4, 2.2]) * nm, np.full(3, BLOB_WEIGHT))
+        packer.add(centres, 7.0 * nm)
         dec_centres.append(centres)
         dec_fil += [len(dec_centres) - 1] * len(centres)
 
@@ -234,7 +236,7 @@ def make_phantom(cfg: SimulateConfig, *, lateral_pad: int) -> Phantom:
         name, rows = templates[int(rng.integers(len(templates)))]
         scale = rng.uniform(0.85, 1.15)
         radius = template_radius(rows) * scale * nm
-        for _try in range(30):
+        for _try in range(60):
             y, x = lateral()
             lo_z, hi_z = mid(y, x)
             zmin, zmax = lo_z + 0.8 * radius, hi_z - 0.8 * radius
