@@ -194,12 +194,21 @@ def test_write_dataset(tmp_path):
     assert np.allclose(df["ExposureDose"].to_numpy(dtype=float), cfg.dose_per_tilt)
     first = df.sort_values("DateTime")["TiltAngle"].to_numpy(dtype=float)[:3]
     assert np.allclose(first, [0.0, 10.0, -10.0])
+    from cryocare_torch.io.mdoc import read_mdoc
+
+    ours = read_mdoc(paths["mdoc"])
+    rank = acquisition_order(angles, cfg.tilt_order, cfg.dose_symmetric_group).numpy()
+    assert np.array_equal(ours.acquisition_order, rank)
+    assert np.allclose(ours.pre_exposure, rank * cfg.dose_per_tilt)
     labels, _ = read_volume(paths["labels"])
     assert set(np.unique(labels).astype(int)) <= set(LABEL_NAMES)
     assert paths["decorations"].read_text().startswith("z,y,x,filament")
     with pytest.raises(OutputError):
         write_dataset(cfg, out)
-    write_dataset(cfg, out, overwrite=True)
+    again = write_dataset(cfg, out, overwrite=True, frames=True)
+    frames, meta = read_volume(again["frames_000"])
+    assert meta.is_stack and frames.shape == (cfg.n_frames, 48, 48)
+    assert (out / df["SubFramePath"].iloc[0]).is_file()
 
 
 def test_frame_drift_hook_shifts_frames():

@@ -108,7 +108,9 @@ def format_tlt(angles: torch.Tensor) -> str:
     return "".join(f"{float(a):.2f}\n" for a in angles)
 
 
-def format_mdoc(ts: TiltSeries, image_file: str, image_size: tuple[int, int], frame_paths: list[str]) -> str:
+def format_mdoc(
+    ts: TiltSeries, image_file: str, image_size: tuple[int, int], frame_paths: list[str], voltage_kv: float = 300.0
+) -> str:
     """A minimal SerialEM-style .mdoc: one ``[ZValue = i]`` section per tilt of the angle-sorted stack.
 
     ``DateTime`` follows the acquisition order (one tilt per minute), ``PriorRecordDose`` the dose
@@ -116,7 +118,7 @@ def format_mdoc(ts: TiltSeries, image_file: str, image_size: tuple[int, int], fr
     """
     start = _dt.datetime(2025, 1, 1, 10, 0, 0)
     out = io.StringIO()
-    out.write(f"PixelSpacing = {ts.pixel_size:g}\nVoltage = 300\nImageFile = {image_file}\n")
+    out.write(f"PixelSpacing = {ts.pixel_size:g}\nVoltage = {voltage_kv:g}\nImageFile = {image_file}\n")
     out.write(f"ImageSize = {image_size[1]} {image_size[0]}\nDataMode = 2\n\n")
     out.write("[T = SerialEM: simulated by cryocare-torch (dose-fractionated, known ground truth)]\n\n")
     for i, angle in enumerate(ts.angles.tolist()):
@@ -187,7 +189,8 @@ def write_dataset(
             paths[f"frames_{i:03d}"] = write_volume(out / rel, ts.frames[i].numpy(), fmeta, overwrite=overwrite)
     h, w = ts.clean.shape[-2:]
     atomic_write_text(paths["tlt"], format_tlt(ts.angles), overwrite=overwrite)
-    atomic_write_text(paths["mdoc"], format_mdoc(ts, TILT_FILES["full"], (h, w), frame_paths), overwrite=overwrite)
+    mdoc = format_mdoc(ts, TILT_FILES["full"], (h, w), frame_paths, cfg.voltage_kv)
+    atomic_write_text(paths["mdoc"], mdoc, overwrite=overwrite)
     dec = torch.cat([data.decoration_centres, data.decoration_filament[:, None].float()], dim=1).numpy()
     atomic_write_text(paths["decorations"], _csv(
         [[float(r[0]), float(r[1]), float(r[2]), int(r[3])] for r in dec], ["z", "y", "x", "filament"]
