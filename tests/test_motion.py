@@ -69,6 +69,27 @@ def test_drift_origin_first_and_large_integer_drift() -> None:
     assert rms(est, drift - drift[0]) < 0.2
 
 
+def test_drift_odd_non_square_frames() -> None:
+    g = torch.Generator().manual_seed(7)
+    big = smooth_image(400, g)
+    drift = torch.cumsum(torch.randn(6, 2, generator=g), 0)
+    drift -= drift.mean(0)
+    lam = 3 * (1 + 0.3 * shift_frames(big.expand(6, -1, -1), drift)[:, 40 : 40 + 201, 30 : 30 + 333])
+    frames = torch.poisson(lam.clamp(min=0), generator=g)
+    assert rms(estimate_drift(frames, pixel_size=2.0), drift) < 0.1  # measured 0.02
+
+
+def test_drift_real_space_binning_costs_little(monkeypatch: pytest.MonkeyPatch) -> None:
+    # at 0.5 A/px the B-factor band is < 1/4 of the grid, so frames are 2x2-binned before the FFT
+    import cryocare_torch.prepare.motion as motion
+
+    frames, drift, _ = drifting_movie(dose=2.0, seed=1)
+    binned = estimate_drift(frames, pixel_size=0.5)
+    monkeypatch.setattr(motion, "_MAX_BIN", 1)
+    unbinned = estimate_drift(frames, pixel_size=0.5)
+    assert rms(binned, unbinned) < 0.03 and rms(binned, drift) < 0.25
+
+
 def test_drift_rejects_bad_input() -> None:
     with pytest.raises(DataError, match="movie"):
         estimate_drift(torch.zeros(32, 32))

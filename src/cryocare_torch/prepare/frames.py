@@ -26,7 +26,7 @@ import torch
 from ..errors import DataError
 from ..io.atomic import atomic_write_text, check_output
 from ..io.mrc import VolumeMeta, VolumeWriter, write_volume
-from .motion import _freqs, _phase, estimate_drift, validate_frames
+from .motion import _freqs, _phase, check_finite, estimate_drift, validate_frames
 
 SUM_KINDS = ("even", "odd", "sum", "firsthalf", "secondhalf")
 
@@ -82,6 +82,7 @@ def frame_sums(frames: torch.Tensor, shifts: torch.Tensor | None = None) -> Fram
     if shifts is not None:
         acc = [torch.fft.irfft2(a, s=(h, w)) for a in acc]
     even, odd = acc
+    check_finite(first.sum() + second.sum(), "the movie")
     return FrameSums(even=even, odd=odd, full=even + odd, first_half=first, second_half=second, n_frames=t)
 
 

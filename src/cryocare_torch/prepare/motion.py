@@ -37,6 +37,7 @@ Reference = Literal["sum-minus-frame", "sum"]
 Origin = Literal["mean", "first"]
 
 _UPSAMPLE = 20  # upsampled-DFT points per working pixel around the integer peak
+_MAX_BIN = 8
 _HIGHPASS_CYCLES = 2.0  # frequencies below ~2 cycles per frame (illumination, gain gradients) are damped
 
 
@@ -55,7 +56,10 @@ def _good_size(n: int) -> int:
 
 
 def validate_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
-    """Check a ``(t, h, w)`` movie tensor; raises :class:`DataError` with a one-line reason."""
+    """Check the shape of a ``(t, h, w)`` movie; raises :class:`DataError` with a one-line reason.
+
+    Finiteness is checked frame by frame where the frames are read anyway (a full pass costs seconds on 4k).
+    """
     if not isinstance(frames, torch.Tensor):
         frames = torch.as_tensor(frames)
     if frames.ndim != 3:
@@ -65,9 +69,13 @@ def validate_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
         raise DataError(f"{name} has {t} frame(s); motion correction needs at least 2")
     if h < 16 or w < 16:
         raise DataError(f"{name} frames are {h}x{w} pixels; at least 16x16 are needed")
-    if frames.is_floating_point() and not bool(torch.isfinite(frames).all()):
-        raise DataError(f"{name} contain NaN or infinite values; fix or mask the movie first")
     return frames
+
+
+def check_finite(value: torch.Tensor, what: str) -> None:
+    """Raise :class:`DataError` when ``value`` (e.g. a frame's sum: NaN/inf propagate) is not finite."""
+    if not bool(torch.isfinite(value).all()):
+        raise DataError(f"{what} contains NaN or infinite values; fix or mask the movie first")
 
 
 def _freqs(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,10 +86,15 @@ def _freqs(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Te
 
 
 def _phase(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-    """``exp(-2 pi i k.s)``: multiplying a spectrum by it moves the content by ``+s``; ``(t, h, w//2+1)``."""
+    """``exp(-2 pi i k.s)``: multiplying a spectrum by it moves the content by ``+s``; ``(t, h, w//2+1)``.
+
+    Built as the outer product of a column and a row phase (separable), so only ``t (h + w)`` sines.
+    """
     s = shifts.to(torch.float64)
-    ang = -2.0 * math.pi * (s[:, 0, None, None] * fy + s[:, 1, None, None] * fx)
-    return torch.polar(torch.ones_like(ang), ang).to(torch.complex64)
+    one = torch.ones((), dtype=torch.float64, device=s.device)
+    py = torch.polar(one, -2.0 * math.pi * s[:, 0, None, None] * fy).to(torch.complex64)  # (t, h, 1)
+    px = torch.polar(one, -2.0 * math.pi * s[:, 1, None, None] * fx).to(torch.complex64)  # (t, 1, w')
+    return py * px
 
 
 def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
@@ -217,10 +230,16 @@ def estimate_drift(
     t, h, w = frames.shape
     pixel = float(pixel_size) if pixel_size is not None else 1.0
     h2, w2 = _working_size(h, w, pixel, bfactor, max(32, int(max_work_size)))
-    scale = torch.tensor([h / h2, w / w2], dtype=torch.float64, device=dev)
+    # real-space binning before the FFT where the kept band is <= 1/4 of the binned grid (4x cheaper FFTs
+    # per factor 2; the pixel-sum attenuation at the band edge is < 10%); the pixels left over are dropped
+    b = 1
+    while 2 * b <= min(h / h2, w / w2) / 2 and b < _MAX_BIN:
+        b *= 2
+    he, we = (h // b) * b, (w // b) * b  # pixels covered by the binned frames
+    scale = torch.tensor([he / h2, we / w2], dtype=torch.float64, device=dev)
 
     fy, fx = _freqs(h2, w2, dev)
-    s2 = (fy * (h2 / h) / pixel) ** 2 + (fx * (w2 / w) / pixel) ** 2  # (1/A)^2 on the working grid
+    s2 = (fy * (h2 / he) / pixel) ** 2 + (fx * (w2 / we) / pixel) ** 2  # (1/A)^2 on the working grid
     filt = torch.exp(-bfactor * s2 / 4.0)
     cyc2 = (fy * h2) ** 2 + (fx * w2) ** 2  # (cycles per frame)^2
     filt = (filt * (1.0 - torch.exp(-cyc2 / (2 * _HIGHPASS_CYCLES**2)))).to(torch.float32)
@@ -230,7 +249,11 @@ def estimate_drift(
     spectra = torch.empty((t, h2, w2 // 2 + 1), dtype=torch.complex64, device=dev)
     for i in range(t):
         frame = frames[i].to(device=dev, dtype=torch.float32)
-        spectra[i] = _crop_spectrum(torch.fft.rfft2(frame - frame.mean()), h2, w2) * filt
+        if b > 1:
+            frame = torch.nn.functional.avg_pool2d(frame[None, None], b)[0, 0]
+        mean = frame.mean()
+        check_finite(mean, f"frame {i}")
+        spectra[i] = _crop_spectrum(torch.fft.rfft2(frame - mean), h2, w2) * filt
 
     rmax = float(max_shift) / scale  # (2,) working pixels
     yy = torch.fft.fftfreq(h2, 1.0 / h2, device=dev, dtype=torch.float64)[:, None]

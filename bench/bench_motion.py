@@ -1,0 +1,145 @@
+"""Motion-correction benchmark: trajectory accuracy vs dose per frame, and speed, ours vs teamtomo.
+
+Synthetic movies as in tests/test_motion.py: a smooth random image (correlation length ~2 px) with relative
+contrast ``--contrast``, a random-walk drift (0.7 px rms per frame and axis, zero mean), Poisson counts at
+the given e-/pixel/frame, each frame cut from a larger shifted image (non-circular drift).
+
+Methods
+* ours: :func:`cryocare_torch.prepare.motion.estimate_drift` (defaults; pixel size 2 A, B 500 A^2).
+* tt-global: ``torch_motion_correction.estimate_global_motion`` (integer-pixel peak, middle frame reference).
+* tt-local: ``estimate_local_motion`` with a (t, 1, 1) field (i.e. global, sub-pixel by optimisation),
+  128-px patches, initialised from tt-global, Adam lr 0.05 (the default 0.01 A/step cannot leave 0 in 100 steps).
+
+teamtomo 0.6 imports ``torch_fourier_rescale`` without declaring it; when it is missing the tt rows are skipped.
+
+tt-local is slow on CPU (~70 s for 10 frames of 512^2 on 2 cores), so it runs on one seed at ``--tt-local-doses``
+only and is left out of the speed table beyond 512^2.
+
+Usage: python bench/bench_motion.py [--acc-size 512] [--doses 0.5 1 2 4] [--seeds 3] [--tt-local-doses 1]
+       [--speed-sizes 1024 4096] [--speed-frames 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from cryocare_torch.prepare.frames import frame_sums
+from cryocare_torch.prepare.motion import estimate_drift, shift_frames
+
+PIXEL = 2.0
+
+
+def movie(n: int, t: int, dose: float, contrast: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pad = 32
+    m = n + 2 * pad
+    x = torch.fft.rfft2(torch.randn(m, m, generator=g))
+    fy, fx = torch.fft.fftfreq(m)[:, None], torch.fft.rfftfreq(m)[None]
+    x = torch.fft.irfft2(x * torch.exp(-2 * (math.pi * 2.0) ** 2 * (fy**2 + fx**2)), s=(m, m))
+    big = (x - x.mean()) / x.std()
+    drift = torch.cumsum(torch.randn(t, 2, generator=g) * 0.7, 0)
+    drift -= drift.mean(0)
+    frames = torch.empty(t, n, n)
+    for i in range(t):  # one frame at a time keeps 4k movies within memory
+        lam = dose * (1 + contrast * shift_frames(big, drift[i])[pad:-pad, pad:-pad])
+        frames[i] = torch.poisson(lam.clamp(min=0), generator=g)
+    return frames, drift
+
+
+def rms(est: torch.Tensor, truth: torch.Tensor) -> float:
+    est = est - est.mean(0)
+    return float(((est - truth) ** 2).sum(1).mean().sqrt())
+
+
+def teamtomo_methods() -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor]], str]:
+    try:
+        import torch_motion_correction as tmc
+    except ImportError as exc:
+        return {}, f"teamtomo unavailable ({exc})"
+    warnings.filterwarnings("ignore")
+
+    def tt_global(fr: torch.Tensor) -> torch.Tensor:
+        return tmc.estimate_global_motion(fr, pixel_spacing=PIXEL).data[:, :, 0, 0].T / PIXEL
+
+    def tt_local(fr: torch.Tensor) -> torch.Tensor:
+        import contextlib
+        import io
+
+        init = tmc.estimate_global_motion(fr, pixel_spacing=PIXEL)
+        opt = tmc.OptimizationConfig(max_iterations=100, optimizer_kwargs={"lr": 0.05}, early_stopping=True)
+        with contextlib.redirect_stderr(io.StringIO()):  # tqdm bar
+            f, _ = tmc.estimate_local_motion(fr, pixel_spacing=PIXEL, deformation_field_resolution=(fr.shape[0], 1, 1),
+                                             patch_sampling=tmc.PatchSamplingConfig(patch_shape=(128, 128)),
+                                             initial_deformation_field=init, optimization=opt)
+        return f.data[:, :, 0, 0].T / PIXEL
+
+    return {"tt-global": tt_global, "tt-local": tt_local}, f"teamtomo {tmc.__version__}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--acc-size", type=int, default=512)
+    ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--contrast", type=float, default=0.1)
+    ap.add_argument("--doses", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--tt-local-doses", type=float, nargs="*", default=[1.0])
+    ap.add_argument("--speed-sizes", type=int, nargs="+", default=[1024, 4096])
+    ap.add_argument("--speed-frames", type=int, default=10)
+    args = ap.parse_args()
+    tt, tt_note = teamtomo_methods()
+    methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "ours": lambda fr: estimate_drift(fr, pixel_size=PIXEL), **tt}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {tt_note}")
+    print(f"\nAccuracy: rms trajectory error (px), {args.frames} frames {args.acc_size}^2, contrast {args.contrast}, "
+          f"mean (max) over {args.seeds} seeds")
+    tt_local_time = float("nan")
+    print("| e-/px/frame | " + " | ".join(methods) + " |")
+    print("|---" * (len(methods) + 1) + "|")
+    for dose in args.doses:
+        errs: dict[str, list[float]] = {k: [] for k in methods}
+        for seed in range(args.seeds):
+            fr, truth = movie(args.acc_size, args.frames, dose, args.contrast, seed)
+            for name, fn in methods.items():
+                if name != "tt-local" or (seed == 0 and dose in args.tt_local_doses):
+                    t0 = time.perf_counter()
+                    errs[name].append(rms(fn(fr), truth))
+                    if name == "tt-local":
+                        tt_local_time = time.perf_counter() - t0
+        cells = [f"{sum(e) / len(e):.3f} ({max(e):.3f})" if len(e) > 1 else f"{e[0]:.3f} (1 seed)" if e else "-"
+                 for e in errs.values()]
+        print(f"| {dose:g} | " + " | ".join(cells) + " |", flush=True)
+
+    print(f"\nSpeed: {args.speed_frames} frames at 2 e-/px/frame, wall time (frames/s)")
+    print("| frame size | ours estimate | ours estimate + sums | tt-global | tt-local |")
+    print("|---|---|---|---|---|")
+    for n in args.speed_sizes:
+        fr, truth = movie(n, args.speed_frames, 2.0, args.contrast, 0)
+        cells = []
+        t0 = time.perf_counter()
+        d = estimate_drift(fr, pixel_size=PIXEL)
+        t1 = time.perf_counter()
+        frame_sums(fr, d)
+        t2 = time.perf_counter()
+        cells += [f"{t1 - t0:.2f} s ({args.speed_frames / (t1 - t0):.1f}); err {rms(d, truth):.3f} px",
+                  f"{t2 - t0:.2f} s ({args.speed_frames / (t2 - t0):.1f})"]
+        for name in ("tt-global", "tt-local"):
+            if name not in tt or (name == "tt-local" and n > 512):
+                cells.append("n/a" if name not in tt else f"not run ({tt_local_time:.0f} s at {args.acc_size}^2)")
+                continue
+            t0 = time.perf_counter()
+            d = tt[name](fr)
+            dt = time.perf_counter() - t0
+            cells.append(f"{dt:.2f} s ({args.speed_frames / dt:.1f}); err {rms(d, truth):.3f} px")
+        print(f"| {n}x{n} | " + " | ".join(cells) + " |", flush=True)
+        del fr
+
+
+if __name__ == "__main__":
+    main()
