@@ -23,7 +23,7 @@ import torch
 from cryocare_torch.errors import ConfigError, DataError, OutputError
 from cryocare_torch.io.mrc import VolumeMeta, read_meta, write_volume
 from cryocare_torch.prepare.frames import frame_sums, motion_correct_file, motion_correct_tilt_series
-from cryocare_torch.prepare.motion import estimate_drift, shift_frames, smooth_trajectory
+from cryocare_torch.prepare.motion import estimate_drift, estimate_drift_detailed, shift_frames, smooth_trajectory
 
 
 def smooth_image(n: int, g: torch.Generator, sigma: float = 2.0) -> torch.Tensor:
@@ -90,6 +90,30 @@ def test_drift_real_space_binning_costs_little(monkeypatch: pytest.MonkeyPatch) 
     assert rms(binned, unbinned) < 0.03 and rms(binned, drift) < 0.25
 
 
+def test_pure_noise_gives_no_correction_not_noise_peaks() -> None:
+    # signal-free Poisson movies: forced per-frame alignment locks onto noise peaks anywhere within max_shift
+    # (z-scores measured 3.4-6.3 over 30 movies of 128-512 px); the default falls back to zero drift
+    g = torch.Generator().manual_seed(0)
+    frames = torch.poisson(torch.full((8, 128, 128), 1.5), generator=g)
+    forced = estimate_drift_detailed(frames, pixel_size=2.0, group=1)
+    assert forced.reliable is False and float(forced.peak_z.max()) < 9.0
+    auto = estimate_drift_detailed(frames, pixel_size=2.0)
+    assert auto.reliable is False and auto.group_size == 4 and torch.equal(auto.shifts, torch.zeros(8, 2))
+
+
+def test_grouping_recovers_linear_drift_when_frames_are_too_weak() -> None:
+    # contrast 0.06 at 1 e-/px/frame: single frames are too weak (z ~ 5-8, 0.45-0.7 px errors), pairs or
+    # halves are not (measured 0.2-0.37 px for 3 seeds)
+    g = torch.Generator().manual_seed(2)
+    big = smooth_image(320, g)
+    drift = torch.stack([torch.linspace(-3, 3, 8), torch.linspace(2, -2, 8)], 1)
+    lam = 1 + 0.06 * shift_frames(big.expand(8, -1, -1), drift)[:, 32:-32, 32:-32]
+    frames = torch.poisson(lam, generator=g)
+    est = estimate_drift_detailed(frames, pixel_size=2.0)
+    assert est.reliable and est.group_size > 1 and bool((est.peak_z >= 9).all())
+    assert rms(est.shifts, drift) < 0.5
+
+
 def test_drift_rejects_bad_input() -> None:
     with pytest.raises(DataError, match="movie"):
         estimate_drift(torch.zeros(32, 32))
@@ -99,6 +123,8 @@ def test_drift_rejects_bad_input() -> None:
         estimate_drift(torch.zeros(3, 32, 32), bfactor=-1)
     with pytest.raises(ConfigError, match="reference"):
         estimate_drift(torch.zeros(3, 32, 32), reference="middle")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="group"):
+        estimate_drift(torch.zeros(4, 32, 32), group=3)
 
 
 def test_shift_frames_integer_exact_and_round_trip() -> None:
@@ -159,8 +185,9 @@ def test_motion_correct_file(tmp_path: Path) -> None:
     with mrcfile.open(out["even"]) as e, mrcfile.open(out["odd"]) as o, mrcfile.open(out["sum"]) as s:
         np.testing.assert_allclose(e.data + o.data, s.data, atol=1e-3)
     lines = out["shifts"].read_text().splitlines()
-    assert lines[0] == "frame,dy_px,dx_px" and len(lines) == 9
-    est = torch.tensor([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    assert lines[0] == "frame,dy_px,dx_px,group_size,peak_z,reliable" and len(lines) == 9
+    assert all(line.endswith(",1") and line.split(",")[3] == "1" for line in lines[1:])
+    est = torch.tensor([[float(v) for v in line.split(",")[1:3]] for line in lines[1:]])
     assert rms(est, drift) < 0.2
     with pytest.raises(OutputError, match="overwrite"):
         motion_correct_file(movie, output_prefix=tmp_path / "tilt01")
@@ -178,7 +205,7 @@ def test_motion_correct_tilt_series(tmp_path: Path) -> None:
         meta = read_meta(out[kind])
         assert meta.shape == (3, 64, 64) and meta.is_stack and meta.pixel_size == pytest.approx(3.0)
     lines = out["shifts"].read_text().splitlines()
-    assert lines[0] == "tilt,frame,dy_px,dx_px" and len(lines) == 1 + 3 * 4
+    assert lines[0] == "tilt,frame,dy_px,dx_px,group_size,peak_z,reliable" and len(lines) == 1 + 3 * 4
     with mrcfile.open(out["firsthalf"]) as fh, mrcfile.open(movies[1]) as m1:
         np.testing.assert_allclose(fh.data[1], m1.data[:2].sum(0), rtol=1e-5)
     bad = _write_movie(tmp_path / "bad.mrc", torch.ones(4, 64, 72), 3.0)

@@ -8,6 +8,8 @@
   half). With an odd ``t`` ``even`` holds one frame more than ``odd``.
 * Alignment applies ``-drift`` (see :mod:`cryocare_torch.prepare.motion`) by Fourier shifting, which is
   circular: within ``max |drift|`` pixels of a border the aligned sums contain wrapped-around content.
+* :func:`shift_frames` (re-exported by :mod:`~cryocare_torch.prepare.motion`) moves frame content by
+  sub-pixel shifts in Fourier space.
 * :func:`motion_correct_file` (one movie -> five MRC images + shifts CSV) and
   :func:`motion_correct_tilt_series` (one movie per tilt -> five ``(n, h, w)`` stacks + CSV, the input of
   T2T-df) are the thin file wrappers; every output is checked before any work and written atomically.
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,71 @@ import torch
 from ..errors import DataError
 from ..io.atomic import atomic_write_text, check_output
 from ..io.mrc import VolumeMeta, VolumeWriter, write_volume
-from .motion import _freqs, _phase, check_finite, estimate_drift, validate_frames
 
 SUM_KINDS = ("even", "odd", "sum", "firsthalf", "secondhalf")
+
+
+def validate_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
+    """Check the shape of a ``(t, h, w)`` movie; raises :class:`DataError` with a one-line reason.
+
+    Finiteness is checked frame by frame where the frames are read anyway (a full pass costs seconds on 4k).
+    """
+    if not isinstance(frames, torch.Tensor):
+        frames = torch.as_tensor(frames)
+    if frames.ndim != 3:
+        raise DataError(f"{name} must be a (t, h, w) movie, got shape {tuple(frames.shape)}")
+    t, h, w = frames.shape
+    if t < 2:
+        raise DataError(f"{name} has {t} frame(s); motion correction needs at least 2")
+    if h < 16 or w < 16:
+        raise DataError(f"{name} frames are {h}x{w} pixels; at least 16x16 are needed")
+    return frames
+
+
+def check_finite(value: torch.Tensor, what: str) -> None:
+    """Raise :class:`DataError` when ``value`` (e.g. a frame's sum: NaN/inf propagate) is not finite."""
+    if not bool(torch.isfinite(value).all()):
+        raise DataError(f"{what} contains NaN or infinite values; fix or mask the movie first")
+
+
+def _freqs(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """rFFT frequency grids (cycles per pixel), shapes ``(h, 1)`` and ``(1, w//2+1)``, float64."""
+    fy = torch.fft.fftfreq(h, device=device, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(w, device=device, dtype=torch.float64)[None, :]
+    return fy, fx
+
+
+def _phase(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+    """``exp(-2 pi i k.s)``: multiplying a spectrum by it moves the content by ``+s``; ``(t, h, w//2+1)``.
+
+    Built as the outer product of a column and a row phase (separable), so only ``t (h + w)`` sines.
+    """
+    s = shifts.to(torch.float64)
+    one = torch.ones((), dtype=torch.float64, device=s.device)
+    py = torch.polar(one, -2.0 * math.pi * s[:, 0, None, None] * fy).to(torch.complex64)  # (t, h, 1)
+    px = torch.polar(one, -2.0 * math.pi * s[:, 1, None, None] * fx).to(torch.complex64)  # (t, 1, w')
+    return py * px
+
+
+def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Move the content of each frame by ``shifts[i] = (dy, dx)`` pixels (Fourier shift, circular).
+
+    ``out[i](r) = frames[i](r - shifts[i])``; content leaving one border re-enters at the opposite one.
+    Integer shifts are exact (a circular roll up to float32 rounding); sub-pixel shifts are band-limited
+    interpolation, the Nyquist row/column of even sizes is attenuated by ``cos(pi * frac)``.
+    Accepts ``(h, w)`` with ``shifts`` of shape ``(2,)``, or ``(t, h, w)`` with ``(t, 2)``. Returns float32.
+    """
+    single = frames.ndim == 2
+    x = frames[None] if single else frames
+    s = torch.as_tensor(shifts, dtype=torch.float64, device=x.device).reshape(-1, 2)
+    if x.ndim != 3 or s.shape[0] != x.shape[0]:
+        raise DataError(f"shift_frames needs (t, h, w) frames and (t, 2) shifts, got {tuple(frames.shape)} "
+                        f"and {tuple(torch.as_tensor(shifts).shape)}")
+    h, w = x.shape[-2:]
+    fy, fx = _freqs(h, w, x.device)
+    spec = torch.fft.rfft2(x.to(torch.float32)) * _phase(s, fy, fx)
+    out = torch.fft.irfft2(spec, s=(h, w))
+    return out[0] if single else out
 
 
 @dataclass(frozen=True)
@@ -112,6 +177,22 @@ def _read_gain(gain: str | Path | None) -> np.ndarray | None:
     return read_gain(gain)
 
 
+_CSV_COLUMNS = "dy_px,dx_px,group_size,peak_z,reliable"
+
+
+def _estimate(frames: torch.Tensor, pixel_size: float | None, options: dict[str, Any]) -> Any:
+    from .motion import estimate_drift_detailed  # motion imports this module
+
+    return estimate_drift_detailed(frames, pixel_size=pixel_size, **options)
+
+
+def _rows(est: Any) -> list[tuple[Any, ...]]:
+    """Per-frame CSV rows: frame, dy, dx, frames per aligned group, that group's peak z-score, reliable."""
+    g = est.group_size
+    return [(i, float(dy), float(dx), g, float(est.peak_z[min(i // g, len(est.peak_z) - 1)]), int(est.reliable))
+            for i, (dy, dx) in enumerate(est.shifts.tolist())]
+
+
 def _shifts_csv(rows: list[tuple[Any, ...]], header: str) -> str:
     return header + "\n" + "".join(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r) + "\n"
                                    for r in rows)
@@ -133,7 +214,9 @@ def motion_correct_file(
     ``gain`` (MRC/TIFF) is oriented by ``gain_flip`` ("none", "x", "y") and ``gain_rotation`` (quarter
     turns) as in :func:`cryocare_torch.io.movie.apply_gain`. ``pixel_size`` (A) overrides the movie's
     (header or ``.mdoc``); unknown pixel sizes are written as 0. ``drift_options`` go to
-    :func:`~cryocare_torch.prepare.motion.estimate_drift`. Returns the written paths by kind.
+    :func:`~cryocare_torch.prepare.motion.estimate_drift_detailed`. The CSV has one row per frame: frame,
+    dy_px, dx_px (drift; the frame was moved by minus it), group_size, peak_z, reliable (0: too weak to
+    measure, no correction applied). Returns the written paths by kind.
     """
     movie_path, prefix = Path(movie_path), Path(output_prefix)
     paths = _output_paths(prefix)
@@ -142,14 +225,13 @@ def motion_correct_file(
         check_output(p, overwrite=overwrite, inputs=inputs)
     frames, meta_px = _load_movie(movie_path, _read_gain(gain), gain_flip, gain_rotation)
     px = pixel_size if pixel_size is not None else meta_px
-    drift = estimate_drift(frames, pixel_size=px, **drift_options)
-    sums = frame_sums(frames, drift)
+    est = _estimate(frames, px, drift_options)
+    sums = frame_sums(frames, est.shifts)
     label = f"cryocare-torch motion-corrected {sums.n_frames} frames of {movie_path.name}"[:80]
     for kind, image in sums.by_kind().items():
         write_volume(paths[kind], image.cpu().numpy(), voxel_size=px or 0.0, overwrite=overwrite, inputs=inputs,
                      label=label)
-    rows = [(i, float(dy), float(dx)) for i, (dy, dx) in enumerate(drift.tolist())]
-    atomic_write_text(paths["shifts"], _shifts_csv(rows, "frame,dy_px,dx_px"), overwrite=overwrite)
+    atomic_write_text(paths["shifts"], _shifts_csv(_rows(est), "frame," + _CSV_COLUMNS), overwrite=overwrite)
     return paths
 
 
@@ -167,7 +249,7 @@ def motion_correct_tilt_series(
     """Motion-correct one movie per tilt into ``(n, h, w)`` stacks, one slice per movie in the order given.
 
     Writes ``<prefix>_{even,odd,sum,firsthalf,secondhalf}.mrc`` (MRC image stacks) slice by slice, so memory
-    holds one movie at a time, and ``<prefix>_shifts.csv`` (tilt, frame, dy_px, dx_px). Options as for
+    holds one movie at a time, and ``<prefix>_shifts.csv`` (tilt, frame, then as for one movie). Options as for
     :func:`motion_correct_file`; the pixel size is taken from the first movie unless given.
     """
     movie_paths = [Path(m) for m in movies]
@@ -198,10 +280,10 @@ def motion_correct_tilt_series(
             elif tuple(frames.shape[1:]) != shape:
                 raise DataError(f"frames are {tuple(frames.shape[1:])} but the first movie's are {shape}; "
                                 "all movies of a tilt series must have the same frame size", mpath)
-            drift = estimate_drift(frames, pixel_size=px, **drift_options)
-            sums = frame_sums(frames, drift)
+            est = _estimate(frames, px, drift_options)
+            sums = frame_sums(frames, est.shifts)
             for kind, image in sums.by_kind().items():
                 writers[kind].write_slab(k, image.cpu().numpy()[None])
-            rows.extend((k, i, float(dy), float(dx)) for i, (dy, dx) in enumerate(drift.tolist()))
-        atomic_write_text(paths["shifts"], _shifts_csv(rows, "tilt,frame,dy_px,dx_px"), overwrite=overwrite)
+            rows.extend((k, *r) for r in _rows(est))
+        atomic_write_text(paths["shifts"], _shifts_csv(rows, "tilt,frame," + _CSV_COLUMNS), overwrite=overwrite)
     return paths

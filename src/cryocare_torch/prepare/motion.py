@@ -22,23 +22,35 @@ frame itself so its own noise does not pull the peak towards zero shift), the in
 within ``max_shift``, and refined to ~1/100 pixel by an upsampled matrix DFT of the cross-power
 spectrum around the peak (Guizar-Sicairos et al. 2008) followed by a parabolic fit. Optionally the
 trajectory is smoothed in time by a Gaussian-weighted local linear fit (unbiased for linear drift).
+
+Low-dose safeguard: a peak counts only if it stands ``min_peak_z`` (9) standard deviations above its
+correlation map (pure-noise movies reach ~6; their "peaks" are anywhere within ``max_shift``). If any
+frame's peak is weaker, sums of 2, 4, ... consecutive frames are aligned instead (MotionCor2's frame
+grouping) and the group shifts interpolated linearly; if even two halves are too weak, the drift is
+returned as zero (no correction) and :class:`DriftEstimate` says so (``reliable=False``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from .frames import _freqs, _phase, check_finite, shift_frames, validate_frames
+
+__all__ = ["DriftEstimate", "estimate_drift", "estimate_drift_detailed", "shift_frames", "smooth_trajectory"]
 
 Reference = Literal["sum-minus-frame", "sum"]
 Origin = Literal["mean", "first"]
 
 _UPSAMPLE = 20  # upsampled-DFT points per working pixel around the integer peak
-_MAX_BIN = 8
+_MAX_BIN = 8  # largest real-space binning before the FFT
 _HIGHPASS_CYCLES = 2.0  # frequencies below ~2 cycles per frame (illumination, gain gradients) are damped
+_MIN_PEAK_Z = 9.0  # pure-noise movies reach ~6.3; borderline peaks (8-9) gave ~1 px errors on simulated tilts
+_PEAK_EXCLUSION = 4.0  # working pixels around a peak left out of the correlation-map statistics
 
 
 def _good_size(n: int) -> int:
@@ -53,69 +65,6 @@ def _good_size(n: int) -> int:
         if m == 1:
             return n
         n += 2
-
-
-def validate_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
-    """Check the shape of a ``(t, h, w)`` movie; raises :class:`DataError` with a one-line reason.
-
-    Finiteness is checked frame by frame where the frames are read anyway (a full pass costs seconds on 4k).
-    """
-    if not isinstance(frames, torch.Tensor):
-        frames = torch.as_tensor(frames)
-    if frames.ndim != 3:
-        raise DataError(f"{name} must be a (t, h, w) movie, got shape {tuple(frames.shape)}")
-    t, h, w = frames.shape
-    if t < 2:
-        raise DataError(f"{name} has {t} frame(s); motion correction needs at least 2")
-    if h < 16 or w < 16:
-        raise DataError(f"{name} frames are {h}x{w} pixels; at least 16x16 are needed")
-    return frames
-
-
-def check_finite(value: torch.Tensor, what: str) -> None:
-    """Raise :class:`DataError` when ``value`` (e.g. a frame's sum: NaN/inf propagate) is not finite."""
-    if not bool(torch.isfinite(value).all()):
-        raise DataError(f"{what} contains NaN or infinite values; fix or mask the movie first")
-
-
-def _freqs(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """rFFT frequency grids (cycles per pixel), shapes ``(h, 1)`` and ``(1, w//2+1)``, float64."""
-    fy = torch.fft.fftfreq(h, device=device, dtype=torch.float64)[:, None]
-    fx = torch.fft.rfftfreq(w, device=device, dtype=torch.float64)[None, :]
-    return fy, fx
-
-
-def _phase(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-    """``exp(-2 pi i k.s)``: multiplying a spectrum by it moves the content by ``+s``; ``(t, h, w//2+1)``.
-
-    Built as the outer product of a column and a row phase (separable), so only ``t (h + w)`` sines.
-    """
-    s = shifts.to(torch.float64)
-    one = torch.ones((), dtype=torch.float64, device=s.device)
-    py = torch.polar(one, -2.0 * math.pi * s[:, 0, None, None] * fy).to(torch.complex64)  # (t, h, 1)
-    px = torch.polar(one, -2.0 * math.pi * s[:, 1, None, None] * fx).to(torch.complex64)  # (t, 1, w')
-    return py * px
-
-
-def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Move the content of each frame by ``shifts[i] = (dy, dx)`` pixels (Fourier shift, circular).
-
-    ``out[i](r) = frames[i](r - shifts[i])``; content leaving one border re-enters at the opposite one.
-    Integer shifts are exact (a circular roll up to float32 rounding); sub-pixel shifts are band-limited
-    interpolation, the Nyquist row/column of even sizes is attenuated by ``cos(pi * frac)``.
-    Accepts ``(h, w)`` with ``shifts`` of shape ``(2,)``, or ``(t, h, w)`` with ``(t, 2)``. Returns float32.
-    """
-    single = frames.ndim == 2
-    x = frames[None] if single else frames
-    s = torch.as_tensor(shifts, dtype=torch.float64, device=x.device).reshape(-1, 2)
-    if x.ndim != 3 or s.shape[0] != x.shape[0]:
-        raise DataError(f"shift_frames needs (t, h, w) frames and (t, 2) shifts, got {tuple(frames.shape)} "
-                        f"and {tuple(torch.as_tensor(shifts).shape)}")
-    h, w = x.shape[-2:]
-    fy, fx = _freqs(h, w, x.device)
-    spec = torch.fft.rfft2(x.to(torch.float32)) * _phase(s, fy, fx)
-    out = torch.fft.irfft2(spec, s=(h, w))
-    return out[0] if single else out
 
 
 def _crop_spectrum(spec: torch.Tensor, h2: int, w2: int) -> torch.Tensor:
@@ -188,7 +137,75 @@ def smooth_trajectory(shifts: torch.Tensor, sigma: float) -> torch.Tensor:
     return ((s2[:, None] * b0 - s1[:, None] * b1) / det[:, None]).to(shifts.dtype)
 
 
-def estimate_drift(
+@dataclass(frozen=True)
+class DriftEstimate:
+    """Result of :func:`estimate_drift_detailed`."""
+
+    shifts: torch.Tensor
+    """``(t, 2)`` float32 drift ``(dy, dx)`` in pixels (as :func:`estimate_drift`)."""
+    peak_z: torch.Tensor
+    """Per group: correlation peak height in standard deviations of the correlation map over the search area."""
+    group_size: int
+    """Consecutive frames summed per aligned group (1: every frame aligned on its own)."""
+    reliable: bool
+    """False when no grouping gave significant peaks; ``shifts`` are then all zero (no correction)."""
+
+
+def _align(spectra: torch.Tensor, search: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor, iterations: int,
+           reference: str, smoothing: float, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iterative alignment of the rows of ``spectra`` (working pixels, zero mean) and final peak z-scores."""
+    t, h2, w2 = spectra.shape[0], search.shape[0], search.shape[1]
+    size = torch.tensor([h2, w2], device=spectra.device)
+    shifts = torch.zeros((t, 2), dtype=torch.float64, device=spectra.device)
+    for _ in range(iterations):
+        aligned = spectra * _phase(-shifts, fy, fx)
+        total = aligned.sum(dim=0, keepdim=True)
+        ref = total - aligned if reference == "sum-minus-frame" else total.expand_as(aligned)
+        cross = spectra * ref.conj()
+        cc = torch.fft.irfft2(cross, s=(h2, w2))
+        best = cc[:, search].argmax(dim=1)  # peaks inside the search area only
+        flat = search.flatten().nonzero()[:, 0][best]
+        peak = torch.stack([flat // w2, flat % w2], dim=1)
+        peak = torch.where(peak > size // 2, peak - size, peak).to(torch.float64)
+        new = _upsampled_peak(cross, peak, h2, w2)  # offset from the mean position of the other frames
+        if reference == "sum-minus-frame":  # solve d_i - mean_{j!=i} d_j = new_i - mean_{j!=i} s_j for zero-mean d
+            new = ((t - 1) * new + shifts - shifts.mean(dim=0)) / t  # (exact in one step; plain Jacobi oscillates)
+        new = smooth_trajectory(new - new.mean(dim=0), smoothing)
+        change = float((new - shifts).abs().max())
+        shifts = new
+        if change < tol:
+            break
+    # significance: peak height over the whole map's statistics away from the peak (independent of max_shift)
+    yy = torch.fft.fftfreq(h2, 1.0 / h2, device=cc.device, dtype=torch.float64)
+    xx = torch.fft.fftfreq(w2, 1.0 / w2, device=cc.device, dtype=torch.float64)
+    dy = torch.remainder(yy[None, :] - peak[:, :1] + h2 / 2, h2) - h2 / 2  # (t, h2), wrapped
+    dx = torch.remainder(xx[None, :] - peak[:, 1:] + w2 / 2, w2) - w2 / 2
+    away = (dy[:, :, None] ** 2 + dx[:, None, :] ** 2) > _PEAK_EXCLUSION**2
+    n = away.sum(dim=(1, 2)).clamp(min=2)
+    mean = (cc * away).sum(dim=(1, 2)) / n
+    var = (((cc - mean[:, None, None]) * away) ** 2).sum(dim=(1, 2)) / (n - 1)
+    height = cc.reshape(t, -1).gather(1, flat[:, None])[:, 0]
+    return shifts, (height - mean) / var.sqrt().clamp(min=1e-30)
+
+
+def _interpolate(times: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
+    """Piecewise-linear (extrapolated at the ends) per-frame values from group ``times``; (t, 2)."""
+    x = torch.arange(t, dtype=torch.float64, device=values.device)
+    j = (torch.searchsorted(times, x) - 1).clamp(0, len(times) - 2)
+    frac = ((x - times[j]) / (times[j + 1] - times[j]))[:, None]
+    return values[j] + frac * (values[j + 1] - values[j])
+
+
+def estimate_drift(frames: torch.Tensor, **options: Any) -> torch.Tensor:
+    """Whole-frame drift ``(t, 2)`` = ``(dy, dx)`` in pixels of a ``(t, h, w)`` movie, sub-pixel.
+
+    Float32 on the CPU; ``drift[i]`` is how far frame ``i``'s content moved. Options: see
+    :func:`estimate_drift_detailed`, which also reports the peak significance and the grouping used.
+    """
+    return estimate_drift_detailed(frames, **options).shifts
+
+
+def estimate_drift_detailed(
     frames: torch.Tensor,
     *,
     pixel_size: float | None = None,
@@ -198,36 +215,38 @@ def estimate_drift(
     reference: Reference = "sum-minus-frame",
     origin: Origin = "mean",
     smoothing: float = 0.0,
+    group: int | None = None,
+    min_peak_z: float = _MIN_PEAK_Z,
     max_work_size: int = 1024,
     tolerance: float = 0.005,
     device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Whole-frame drift ``(t, 2)`` = ``(dy, dx)`` in pixels of a ``(t, h, w)`` movie, sub-pixel.
+) -> DriftEstimate:
+    """Estimate the drift of ``frames`` ``(t, h, w)``; see the module docs for the method.
 
-    Parameters: ``pixel_size`` in A (None: 1, i.e. ``bfactor`` in pixel^2 units); ``bfactor`` low-pass
-    of each frame for the correlation (A^2, MotionCor2's default 500; 0 disables); ``max_shift`` largest
-    drift searched, in pixels from the reference position; ``iterations`` alignment rounds (stops early
-    when no shift changes by more than ``tolerance`` pixels); ``reference`` "sum-minus-frame" (each
-    frame against the others; unbiased) or "sum" (includes the frame; biased towards zero, for
-    comparison only); ``origin`` "mean" or "first" (see module docs); ``smoothing`` sigma in frames of
-    the temporal smoothing (0: off); ``max_work_size`` cap on the Fourier-binned grid edge.
-    Returns float32 shifts on the CPU; ``drift[i]`` is how far frame ``i``'s content moved.
+    ``pixel_size`` in A (None: 1, i.e. ``bfactor`` in pixel^2 units); ``bfactor`` low-pass of each frame
+    for the correlation (A^2, MotionCor2's default 500; 0 disables); ``max_shift`` largest drift searched,
+    pixels; ``iterations`` alignment rounds (fewer when no shift changes by more than ``tolerance``
+    pixels); ``reference`` "sum-minus-frame" (each frame against the others; unbiased) or "sum"
+    (includes the frame; biased towards zero, for comparison only); ``origin`` "mean" or "first";
+    ``smoothing`` sigma in frames of a temporal smoothing (0: off); ``group`` frames summed per aligned
+    group (None: automatic -- 1, 2, 4, ... until every group's peak is at least ``min_peak_z`` standard
+    deviations above its correlation map, up to two groups; then no correction); ``max_work_size`` cap on
+    the Fourier-binned grid edge. Group shifts are interpolated linearly to the frames.
     """
     frames = validate_frames(frames)
-    if bfactor < 0 or not math.isfinite(bfactor):
-        raise ConfigError(f"bfactor must be >= 0 A^2, got {bfactor}")
-    if not max_shift > 0:
-        raise ConfigError(f"max_shift must be > 0 pixels, got {max_shift}")
-    if iterations < 1:
-        raise ConfigError(f"iterations must be >= 1, got {iterations}")
-    if reference not in ("sum-minus-frame", "sum"):
-        raise ConfigError(f"reference must be 'sum-minus-frame' or 'sum', got '{reference}'")
-    if origin not in ("mean", "first"):
-        raise ConfigError(f"origin must be 'mean' or 'first', got '{origin}'")
-    if pixel_size is not None and not pixel_size > 0:
-        raise ConfigError(f"pixel_size must be > 0 A, got {pixel_size}; omit it if unknown")
-    dev = torch.device(device) if device is not None else frames.device
     t, h, w = frames.shape
+    for bad, msg in (
+        (bfactor < 0 or not math.isfinite(bfactor), f"bfactor must be >= 0 A^2, got {bfactor}"),
+        (not max_shift > 0, f"max_shift must be > 0 pixels, got {max_shift}"),
+        (iterations < 1, f"iterations must be >= 1, got {iterations}"),
+        (reference not in ("sum-minus-frame", "sum"), f"reference must be sum-minus-frame or sum, got '{reference}'"),
+        (origin not in ("mean", "first"), f"origin must be 'mean' or 'first', got '{origin}'"),
+        (pixel_size is not None and not pixel_size > 0, f"pixel_size must be > 0 A, got {pixel_size}; omit if unknown"),
+        (group is not None and not 1 <= group <= t // 2, f"group must be 1..{t // 2} for {t} frames, got {group}"),
+    ):
+        if bad:
+            raise ConfigError(msg)
+    dev = torch.device(device) if device is not None else frames.device
     pixel = float(pixel_size) if pixel_size is not None else 1.0
     h2, w2 = _working_size(h, w, pixel, bfactor, max(32, int(max_work_size)))
     # real-space binning before the FFT where the kept band is <= 1/4 of the binned grid (4x cheaper FFTs
@@ -240,12 +259,11 @@ def estimate_drift(
 
     fy, fx = _freqs(h2, w2, dev)
     s2 = (fy * (h2 / he) / pixel) ** 2 + (fx * (w2 / we) / pixel) ** 2  # (1/A)^2 on the working grid
-    filt = torch.exp(-bfactor * s2 / 4.0)
     cyc2 = (fy * h2) ** 2 + (fx * w2) ** 2  # (cycles per frame)^2
-    filt = (filt * (1.0 - torch.exp(-cyc2 / (2 * _HIGHPASS_CYCLES**2)))).to(torch.float32)
+    filt = torch.exp(-bfactor * s2 / 4.0) * (1.0 - torch.exp(-cyc2 / (2 * _HIGHPASS_CYCLES**2)))
+    filt = filt.to(torch.float32)
     filt[h2 // 2, :] = 0.0  # Nyquist row / column carry no usable phase
-    filt[:, -1] = 0.0 if w2 % 2 == 0 else filt[:, -1]
-
+    filt[:, -1] = 0.0
     spectra = torch.empty((t, h2, w2 // 2 + 1), dtype=torch.complex64, device=dev)
     for i in range(t):
         frame = frames[i].to(device=dev, dtype=torch.float32)
@@ -261,24 +279,21 @@ def estimate_drift(
     search = ((yy / rmax[0]) ** 2 + (xx / rmax[1]) ** 2) <= 1.0  # (h2, w2), wrapped coordinates
     search[0, 0] = True
 
-    shifts = torch.zeros((t, 2), dtype=torch.float64, device=dev)  # working pixels
-    for _ in range(iterations):
-        aligned = spectra * _phase(-shifts, fy, fx)
-        total = aligned.sum(dim=0, keepdim=True)
-        ref = total - aligned if reference == "sum-minus-frame" else total.expand_as(aligned)
-        cross = spectra * ref.conj()
-        cc = torch.fft.irfft2(cross, s=(h2, w2)).masked_fill(~search, -torch.inf)
-        flat = cc.reshape(t, -1).argmax(dim=1)
-        peak = torch.stack([flat // w2, flat % w2], dim=1).to(torch.float64)
-        peak = torch.where(peak > torch.tensor([h2 // 2, w2 // 2], device=dev), peak - torch.tensor([h2, w2],
-                           device=dev), peak)
-        new = _upsampled_peak(cross, peak, h2, w2)
-        new = smooth_trajectory(new - new.mean(dim=0), smoothing)
-        change = float((new - shifts).abs().max() * scale.max())
-        shifts = new
-        if change < tolerance:
+    tol = tolerance / float(scale.max())
+    g = group or 1
+    while True:
+        blocks = torch.arange(t, device=dev) // g
+        n = int(blocks[-1]) + 1
+        grouped = torch.zeros((n, *spectra.shape[1:]), dtype=spectra.dtype, device=dev).index_add_(0, blocks, spectra)
+        times = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, blocks, torch.arange(
+            t, dtype=torch.float64, device=dev)) / torch.bincount(blocks).to(torch.float64)
+        shifts, z = _align(grouped, search, fy, fx, iterations, reference, smoothing if g == 1 else 0.0, tol)
+        reliable = bool((z >= min_peak_z).all())
+        if reliable or group is not None or 2 * g > t // 2:
             break
-
-    drift = shifts * scale
+        g *= 2
+    drift = _interpolate(times, shifts, t) * scale if (reliable or group is not None) else torch.zeros(
+        (t, 2), dtype=torch.float64, device=dev)
     drift = drift - (drift[:1] if origin == "first" else drift.mean(dim=0, keepdim=True))
-    return drift.to(torch.float32).cpu()
+    return DriftEstimate(shifts=drift.to(torch.float32).cpu(), peak_z=z.float().cpu(), group_size=g,
+                         reliable=reliable)
