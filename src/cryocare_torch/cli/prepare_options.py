@@ -1,0 +1,91 @@
+"""Option groups of ``cryocare prepare``: raw data, alignment and reconstruction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cyclopts import Group, Parameter
+
+from ..errors import ConfigError
+
+G_RAW = Group("Raw data", sort_key=1)
+G_ALIGN = Group("Alignment", sort_key=2)
+G_REC = Group("Reconstruction", sort_key=3)
+
+
+@Parameter(name="*", group=G_RAW)
+@dataclass
+class RawOptions:
+    mdoc: Path
+    "SerialEM tilt-series .mdoc (angles, acquisition order, dose, SubFramePath of each movie)."
+    movie_dir: Path | None = None
+    "Folder with the movies (default: the .mdoc's folder, then its frames/ sub-folder)."
+    stack: Path | None = None
+    "SerialEM stack (sections in ZValue order), for regimes that need no frames (t2t eoa, p2p tap)."
+    gain: Path | None = None
+    "Gain reference (MRC/TIFF); frames are multiplied by it."
+    gain_flip: Literal["none", "x", "y"] = "none"
+    "Flip of the gain after rotation (MotionCor2 -FlipGain 1 = y, 2 = x)."
+    gain_rotation: int = 0
+    "Counter-clockwise quarter turns of the gain (MotionCor2 -RotGain)."
+    exclude: str | None = None
+    "ZValues (0-based stack sections) to leave out, e.g. 0,3,38-40."
+    pixel_size: float | None = None
+    "Pixel size in Angstrom (default: the .mdoc's PixelSpacing)."
+    dose_per_tilt: float | None = None
+    "Dose per tilt in e/A^2 (default: the .mdoc's ExposureDose)."
+    name: str | None = None
+    "Name of the tilt series in output files (default: the .mdoc's name)."
+    bfactor: float | None = None
+    "B-factor (A^2) of the motion-correction low-pass (default 500)."
+
+    def build(self):  # noqa: ANN201 - lazy import keeps 'cryocare --help' fast
+        from ..io.imod import parse_exclude_list
+        from ..prepare.pipeline import RawTiltSeries
+
+        try:
+            exclude = tuple(parse_exclude_list(self.exclude)) if self.exclude else ()
+        except ValueError as exc:
+            raise ConfigError(f"--exclude: {exc}") from None
+        if self.gain_rotation not in (0, 1, 2, 3):
+            raise ConfigError(f"--gain-rotation must be 0, 1, 2 or 3 quarter turns, got {self.gain_rotation}")
+        drift = {"bfactor": self.bfactor} if self.bfactor is not None else {}
+        return RawTiltSeries(self.mdoc, self.movie_dir, self.stack, self.gain, self.gain_flip, self.gain_rotation,
+                             exclude, self.pixel_size, self.dose_per_tilt, self.name, drift)
+
+
+@Parameter(name="*", group=G_ALIGN)
+@dataclass
+class AlignOptions:
+    xf: Path | None = None
+    "IMOD .xf (raw -> aligned) for the angle-sorted series, before or after exclusion."
+    tlt: Path | None = None
+    "IMOD .tlt with the (refined) tilt angles (default: the .aln's or the .mdoc's)."
+    aln: Path | None = None
+    "AreTomo .aln instead of --xf (its sections index the angle-sorted series)."
+
+    def build(self):  # noqa: ANN201
+        from ..prepare.pipeline import Alignment
+
+        return Alignment(self.xf, self.tlt, self.aln)
+
+
+@Parameter(name="*", group=G_REC)
+@dataclass
+class ReconOptions:
+    thickness: int
+    "Tomogram thickness in (binned) voxels."
+    binning: int = 1
+    "Bin the aligned views by this factor before reconstruction."
+    normalize: Literal["mean", "none"] = "mean"
+    "Per-view normalisation before back-projection: view/mean - 1 (contrast), or none."
+
+
+def report_pair(pair) -> None:  # noqa: ANN001 - a prepare.pipeline.PreparedPair
+    """Print a prepared pair's files and the command that trains on it."""
+    print(f"even: {pair.even}\nodd: {pair.odd}\npair list: {pair.pair_list}")
+    for k, v in pair.extra.items():
+        print(f"{k}: {v}")
+    print(f"next: cryocare denoise --even {pair.even} --odd {pair.odd} --output {pair.name}_denoised.mrc")
