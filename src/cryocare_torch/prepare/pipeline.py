@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputFileError
 from ..io.atomic import atomic_write_json, atomic_write_text
-from .tiltseries import TiltSeriesViews, assemble_from_movies, assemble_from_stack, views_from_mdoc
+from .tiltseries import TiltSeriesViews, assemble_from_movies, assemble_from_stack, check_stack, views_from_mdoc
 from .views import sibling
 
 Regime = Literal["t2t-df", "t2t-eoa", "p2p-df", "p2p-ip", "p2p-tap"]
@@ -140,6 +140,7 @@ def tiltseries_stacks(
                                     **raw.drift_options)
     else:
         assert raw.stack is not None
+        check_stack(raw.stack, views)
         say(f"sorting the {views.n} kept views of {raw.stack.name} by tilt angle")
         made = assemble_from_stack(raw.stack, views, prefix, overwrite=overwrite)
     atomic_write_json(record_path, record, overwrite=True)

@@ -30,7 +30,7 @@ from ..errors import DataError, InputFileError
 from ..io.atomic import atomic_write_text
 from ..io.imod import write_tlt, write_xf
 from ..io.mdoc import read_mdoc
-from ..io.mrc import read_meta
+from ..io.mrc import VolumeMeta, read_meta
 from .views import copy_views, sibling
 
 
@@ -183,12 +183,8 @@ def assemble_from_movies(
     return paths
 
 
-def assemble_from_stack(
-    stack: str | Path, views: TiltSeriesViews, output_prefix: str | Path, *, overwrite: bool = False
-) -> dict[str, Path]:
-    """Reorder an existing SerialEM stack (one section per ZValue) by angle without the excluded views:
-    ``<prefix>_sum.mrc``, ``<prefix>.tlt`` and ``<prefix>_views.csv``."""
-    stack, prefix = Path(stack), Path(output_prefix)
+def check_stack(stack: str | Path, views: TiltSeriesViews) -> VolumeMeta:
+    """The stack's header; InputFileError unless it has one section per view of the ``.mdoc``."""
     meta = read_meta(stack)
     n = meta.shape[0] if meta.ndim == 3 else 1
     if n != views.n_total:
@@ -197,6 +193,16 @@ def assemble_from_stack(
     if int(views.z_value.max()) >= n:
         raise InputFileError(f"{views.source.name} names ZValue {int(views.z_value.max())} but the stack has {n} "
                              "sections", stack)
+    return meta
+
+
+def assemble_from_stack(
+    stack: str | Path, views: TiltSeriesViews, output_prefix: str | Path, *, overwrite: bool = False
+) -> dict[str, Path]:
+    """Reorder an existing SerialEM stack (one section per ZValue) by angle without the excluded views:
+    ``<prefix>_sum.mrc``, ``<prefix>.tlt`` and ``<prefix>_views.csv``."""
+    stack, prefix = Path(stack), Path(output_prefix)
+    meta = check_stack(stack, views)
     px = views.pixel_size if not meta.has_voxel_size else None
     out = {"sum": copy_views(stack, sibling(prefix, "_sum.mrc"), views.z_value, pixel_size=px,
                              overwrite=overwrite, label="cryocare-torch: views sorted by tilt angle")}
