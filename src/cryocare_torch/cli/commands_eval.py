@@ -1,0 +1,294 @@
+"""Is it better? ``cryocare fsc``, ``baseline``, ``evaluate`` and ``report``."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cyclopts import Group, Parameter
+
+from ..errors import ConfigError
+from .main import app
+
+G_EVAL = Group("Evaluation", sort_key=15)
+G_HW = Group("Hardware", sort_key=40)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@Parameter(name="*", group=G_EVAL)
+@dataclass
+class EvalCliOptions:
+    box: int = 128
+    "Central box (voxels per axis) where baselines run and PSNR/SSIM are scored; bounds median/NAD CPU time."
+    methods: Annotated[list[str] | None, Parameter(consume_multiple=True)] = None
+    "Baselines to run: median, gaussian, nad (default all; e.g. --methods median gaussian)."
+    soft_edge: float = 6.0
+    "Cosine taper of the FSC box mask in voxels (0: no mask)."
+    voxel_size: float | None = None
+    "Voxel size in Angstrom (default: from the MRC headers)."
+    downstream_steps: int = 300
+    "Segmenter training steps per volume for the downstream detection check (0: skip it)."
+    target_label: int = 3
+    "Label value of the objects whose centres are given (3: decorations of simulated data)."
+
+
+@Parameter(name="*", group=G_HW)
+@dataclass
+class EvalRuntime:
+    device: str = "auto"
+    "Device for the downstream segmenters: auto, cpu, cuda or cuda:N."
+    threads: int | None = None
+    "CPU threads (default: all available cores)."
+
+
+def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None):  # noqa: ANN202 - lazy import
+    from ..report import EvalOptions
+    from ..runtime import set_threads
+
+    o, r = opts or EvalCliOptions(), runtime or EvalRuntime()
+    if r.threads is not None and r.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {r.threads}")
+    set_threads(r.threads)
+    return EvalOptions(box=o.box, methods=tuple(o.methods) if o.methods else None, soft_edge=o.soft_edge,
+                       voxel_size=o.voxel_size, downstream_steps=o.downstream_steps, target_label=o.target_label,
+                       device=r.device)
+
+
+@app.command
+def fsc(
+    a: Path,
+    b: Path,
+    *,
+    mask: Path | None = None,
+    soft_edge: float = 0.0,
+    crop: int | None = None,
+    voxel_size: float | None = None,
+    json: Path | None = None,
+    csv: Path | None = None,
+    plot: Path | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Fourier shell correlation of two maps (e.g. two half tomograms) and the resolutions at 0.5 and 0.143.
+
+    Example: cryocare fsc restored_even.mrc restored_odd.mrc --soft-edge 6 --plot fsc.png
+
+    Parameters
+    ----------
+    a
+        First map (MRC).
+    b
+        Second map, same shape and voxel size.
+    mask
+        Optional mask MRC (values in [0, 1]); with --soft-edge it is binarised and given a cosine edge.
+    soft_edge
+        Cosine edge of the mask in voxels.
+    crop
+        Use only the central box of this size (voxels per axis); bounds memory for large tomograms.
+    voxel_size
+        Voxel size in Angstrom (default: from the headers).
+    json
+        Write the curve and resolutions as JSON.
+    csv
+        Write the curve as CSV (one row per shell).
+    plot
+        Write a plot (PNG, PDF or SVG by suffix).
+    overwrite
+        Replace existing output files.
+    """
+    from ..evaluate.fsc import fsc_files
+
+    result = fsc_files(a, b, mask_path=mask, voxel_size=voxel_size, crop=crop, soft_edge=soft_edge,
+                       json_path=json, csv_path=csv, plot_path=plot, overwrite=overwrite)
+    shape = "x".join(map(str, result.shape))
+    print(f"FSC of {a} vs {b}: {shape} voxels of {result.voxel_size:.4g} A, Nyquist {result.nyquist_nm:.3g} nm")
+    for t in (0.5, 0.143):
+        flag = ("  (reaches Nyquist: the curve stays above the threshold up to the last shell)"
+                if not result.crosses(t) else "")
+        print(f"resolution at FSC = {t:<5g}: {result.resolution_at(t):.3f} nm{flag}")
+    for path in (json, csv, plot):
+        if path is not None:
+            print(f"wrote {path}")
+    return 0
+
+
+@app.command
+def baseline(
+    input: Path | None = None,
+    *,
+    method: Literal["median", "gaussian", "nad"],
+    output: Path,
+    even: Path | None = None,
+    odd: Path | None = None,
+    size: int = 3,
+    sigma: float = 1.0,
+    iterations: int = 10,
+    lambda_: Annotated[float | None, Parameter(name="--lambda")] = None,
+    nad_mode: Literal["hybrid", "eed", "ced"] = "hybrid",
+    overwrite: bool = False,
+    threads: int | None = None,
+) -> int:
+    """Filter a tomogram with a classical denoiser to compare with (median, Gaussian or NAD).
+
+    The output keeps the input's voxel size and origin. Example:
+    cryocare baseline --even E.mrc --odd O.mrc --method nad --output nad.mrc
+
+    Parameters
+    ----------
+    input
+        Tomogram to filter (MRC); or give --even and --odd to filter their average.
+    method
+        median (box of --size), gaussian (--sigma) or nad (non-linear anisotropic diffusion, --iterations).
+    output
+        Output MRC (float32).
+    even
+        Even half; with --odd, the average of the halves is filtered.
+    odd
+        Odd half.
+    size
+        Median box edge in voxels (odd).
+    sigma
+        Gaussian standard deviation in voxels.
+    iterations
+        NAD iterations (each costs about a second per million voxels on one CPU core).
+    lambda_
+        NAD contrast parameter (default: estimated from the data).
+    nad_mode
+        NAD diffusion: hybrid (edge- and coherence-enhancing), eed or ced.
+    overwrite
+        Replace an existing output.
+    threads
+        CPU threads (default: all available cores).
+    """
+    from ..api import validate_pairs
+    from ..evaluate.baselines import gaussian_filter, median_filter
+    from ..evaluate.nad import nad
+    from ..io.atomic import check_output
+    from ..io.mrc import read_volume, write_volume
+    from ..runtime import set_threads
+
+    if (even is None) != (odd is None):
+        raise ConfigError("give both --even and --odd (their average is filtered), or one INPUT")
+    if (input is None) == (even is None):
+        raise ConfigError("give either one INPUT tomogram or --even and --odd, not both")
+    sources = [input] if input is not None else [even, odd]
+    if even is not None and odd is not None:
+        validate_pairs([(even, odd)])  # readable, same shape and voxel size
+    check_output(output, overwrite=overwrite, inputs=[p for p in sources if p is not None])
+    set_threads(threads)
+    if method == "median" and (size < 1 or size % 2 == 0):
+        raise ConfigError(f"--size must be an odd number >= 1, got {size}")
+    if method == "gaussian" and not sigma > 0:
+        raise ConfigError(f"--sigma must be > 0 voxels, got {sigma}")
+    if method == "nad" and iterations < 1:
+        raise ConfigError(f"--iterations must be >= 1, got {iterations}")
+    volume, meta = read_volume(sources[0])  # type: ignore[arg-type]
+    if odd is not None:
+        volume = 0.5 * (volume + read_volume(odd)[0])
+    _log(f"{method} filter on {'x'.join(map(str, volume.shape))} voxels ...")
+    if method == "median":
+        out = median_filter(volume, size)
+    elif method == "gaussian":
+        out = gaussian_filter(volume, sigma)
+    else:
+        out = nad(volume, iterations=iterations, lambda_=lambda_, mode=nad_mode)
+    write_volume(output, out, meta, overwrite=overwrite, label=f"cryocare-torch baseline {method}")
+    print(f"wrote {output}")
+    return 0
+
+
+@app.command
+def evaluate(
+    *,
+    restored: Path,
+    even: Path,
+    odd: Path,
+    output_dir: Path,
+    truth: Path | None = None,
+    labels: Path | None = None,
+    centres: Path | None = None,
+    model_dir: Path | None = None,
+    overwrite: bool = False,
+    opts: EvalCliOptions | None = None,
+    runtime: EvalRuntime | None = None,
+) -> int:
+    """Is it better? FSC, baselines, PSNR/SSIM against a truth, downstream detection; metrics.json + figures.
+
+    Then 'cryocare report OUTPUT_DIR --output report.html' makes one HTML page of it.
+
+    Parameters
+    ----------
+    restored
+        The restored tomogram (its halves RESTORED_even/_odd.mrc, from predict --write-halves, are used when present).
+    even
+        Even half the restoration was made from.
+    odd
+        Odd half.
+    output_dir
+        Folder for metrics.json and the figures (created).
+    truth
+        Noise-free reference (simulated data), for PSNR/SSIM, FSC against the truth and oracle-tuned baselines.
+    labels
+        Label volume for the downstream detection check (with --centres).
+    centres
+        CSV of z,y,x voxel centres of the labelled objects (e.g. decorations.csv of 'cryocare simulate').
+    model_dir
+        Model folder with history.json and best.pt (default: model/ or RESTORED_model/ beside the restored file).
+    overwrite
+        Replace the files of an earlier evaluation in OUTPUT_DIR.
+    """
+    from ..report import RunInputs, evaluate_run
+
+    inputs = RunInputs(restored=restored, even=even, odd=odd, truth=truth, labels=labels, centres=centres,
+                       model_dir=model_dir)
+    metrics = evaluate_run(inputs, output_dir, _options(opts, runtime), overwrite=overwrite, log=_log)
+    for name, c in metrics["fsc"].items():
+        print(f"FSC {name:28s} 0.5: {c['res_0_5_nm']:6.2f} nm{' (Nyquist)' if c['res_0_5_reaches_nyquist'] else ''}"
+              f"   0.143: {c['res_0_143_nm']:6.2f} nm{' (Nyquist)' if c['res_0_143_reaches_nyquist'] else ''}")
+    if metrics["quality"]:
+        from ..evaluate.metrics import format_table
+
+        print(format_table(metrics["quality"]))
+    for name, row in ((metrics.get("downstream") or {}).get("best") or {}).items():
+        print(f"downstream {name}: F1 {row['f1']:.3f} (precision {row['precision']:.3f}, recall {row['recall']:.3f})")
+    print(f"wrote {output_dir / 'metrics.json'} and figures; make a page with: cryocare report {output_dir} "
+          f"--output {output_dir / 'report.html'}")
+    return 0
+
+
+@app.command
+def report(
+    paths: list[Path],
+    *,
+    output: Path,
+    title: str | None = None,
+    overwrite: bool = False,
+    opts: EvalCliOptions | None = None,
+    runtime: EvalRuntime | None = None,
+) -> int:
+    """One self-contained HTML page (figures embedded) of a run: slices, FSC, training loss, numbers.
+
+    PATHS: the folder of 'cryocare evaluate' (metrics.json) or of 'cryocare demo', or the files of a run
+    (*restored*.mrc, *even*.mrc, *odd*.mrc and optionally *clean*/*truth*.mrc, *labels*.mrc, decorations.csv,
+    the model folder). Without a metrics.json the run is evaluated first (see 'cryocare evaluate').
+
+    Parameters
+    ----------
+    paths
+        Run folder(s) or files.
+    output
+        The HTML file to write.
+    title
+        Page title (default: from the run folder's name).
+    overwrite
+        Replace an existing output.
+    """
+    from ..report import build_report
+
+    out = build_report(paths, output, _options(opts, runtime), overwrite=overwrite, title=title, log=_log)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,255 @@
+"""``cryocare evaluate``: every comparison that applies to one restored tomogram, written to a folder.
+
+Given the restored tomogram and its even/odd halves (and optionally the truth, labels and object
+centres) :func:`evaluate_run` computes
+
+* FSC between the raw halves, between the restored halves (when ``predict --write-halves`` wrote
+  ``<stem>_even.mrc``/``<stem>_odd.mrc`` beside the restored file), and of the raw average and the
+  restored tomogram against the truth -- on the whole volumes, with a cosine-tapered box mask;
+* baselines (median, Gaussian, NAD; oracle-tuned with a truth, defaults without) and, with a truth,
+  PSNR/SSIM/FSC-0.5 of raw average, baselines and restored -- on a central box (see
+  :mod:`.scoring`);
+* with labels and centres, the downstream detection check raw vs restored
+  (:func:`cryocare_torch.evaluate.detection.downstream_comparison`);
+* the training history (``history.json`` of the model folder) when it can be found,
+
+and writes ``metrics.json`` (written last: its presence means the evaluation is complete) and PNG
+figures into the output folder. ``cryocare report`` turns the folder into one HTML page.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.atomic import atomic_write_json, check_output
+from ..io.mrc import read_volume
+from .inputs import RunInputs, find_model_dir, read_centres, restored_halves
+from .scoring import evaluation_box, parse_methods, run_baselines, score_rows
+
+FORMAT = "cryocare-torch-evaluation"
+FILES = {"metrics": "metrics.json", "slices": "slices.png", "slices_baselines": "slices_baselines.png",
+         "fsc": "fsc.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
+RESTORED = "cryocare-torch"
+Log = Callable[[str], None]
+
+
+@dataclass
+class EvalOptions:
+    """Knobs of :func:`evaluate_run` (CLI flags of the same names)."""
+
+    box: int = 128
+    """Edge (voxels) of the central box for baselines and PSNR/SSIM."""
+    methods: tuple[str, ...] | None = None
+    """Baselines to run (default: median, gaussian, nad)."""
+    soft_edge: float = 6.0
+    """Cosine taper (voxels) of the box mask for FSC (0: no mask)."""
+    voxel_size: float | None = None
+    """Angstrom; overrides the headers."""
+    downstream_steps: int = 300
+    """Segmenter training steps per volume for the downstream check (0: skip it)."""
+    target_label: int = 3
+    """Label value of the objects whose centres are given (3 = decorations in simulated data)."""
+    device: str = "cpu"
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    from .. import __version__
+
+    return {"cryocare-torch": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def training_summary(model_dir: Path | None) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None,
+                                                      dict[str, Any] | None]:
+    """``(history, summary, config)`` from a model folder (``history.json``, ``best.pt``); ``None`` when absent."""
+    if model_dir is None:
+        return None, None, None
+    history = None
+    hp = model_dir / "history.json"
+    if hp.is_file():
+        try:
+            loaded = json.loads(hp.read_text(encoding="utf-8"))
+            history = loaded if isinstance(loaded, list) and loaded else None
+        except (OSError, json.JSONDecodeError):
+            history = None
+    summary: dict[str, Any] = {"model_dir": str(model_dir)}
+    config = None
+    if (model_dir / "best.pt").is_file():
+        from ..errors import CheckpointError
+        from ..train.checkpoint import read_checkpoint
+
+        try:
+            raw = read_checkpoint(model_dir / "best.pt")
+            config = raw.get("config")
+            summary |= {"checkpoint_package_version": raw.get("package_version"),
+                        "checkpoint_torch_version": raw.get("torch_version"), "best_epoch": raw.get("epoch"),
+                        "best_val_loss": raw.get("best_val_loss")}
+        except CheckpointError as exc:
+            summary["checkpoint_error"] = str(exc)
+    if history:
+        last = history[-1]
+        summary |= {"epochs": last.get("epoch"), "steps": last.get("steps"),
+                    "training_minutes": (last.get("elapsed_s") or 0.0) / 60.0}
+        vals = [h["val_loss"] for h in history if isinstance(h.get("val_loss"), (int, float))]
+        if vals and "best_val_loss" not in summary:
+            summary["best_val_loss"] = min(vals)
+    return history, summary, config
+
+
+def _describe_model(config: dict[str, Any] | None) -> str:
+    model = (config or {}).get("model") or {}
+    if not model:
+        return "Noise2Noise U-Net"
+    return f"Noise2Noise U-Net, depth {model.get('depth')}, {model.get('n_first')} channels"
+
+
+def _fsc_curves(inputs: RunInputs, raw: np.ndarray, e: np.ndarray, o: np.ndarray, restored: np.ndarray,
+                truth: np.ndarray | None, voxel_size: float, soft_edge: float) -> dict[str, Any]:
+    from ..evaluate.fsc import fsc
+
+    def one(a: np.ndarray, b: np.ndarray) -> Any:
+        if soft_edge > 0:
+            return fsc(a, b, voxel_size=voxel_size, mask="box", soft_edge=soft_edge)
+        return fsc(a, b, voxel_size=voxel_size)
+
+    curves = {"raw halves": one(e, o)}
+    halves = restored_halves(inputs.restored)
+    if halves is not None:
+        re, _ = read_volume(halves[0])
+        ro, _ = read_volume(halves[1])
+        if re.shape == e.shape and ro.shape == e.shape:
+            curves["restored halves"] = one(re, ro)
+        del re, ro
+    if truth is not None:
+        curves["raw average vs truth"] = one(raw, truth)
+        curves[f"{RESTORED} vs truth"] = one(restored, truth)
+    return curves
+
+
+def evaluate_run(
+    inputs: RunInputs, output_dir: Path, options: EvalOptions | None = None, *, overwrite: bool = False,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Run every applicable comparison and write ``metrics.json`` and figures into ``output_dir``.
+
+    Returns the metrics dictionary (as written). Inputs and outputs are checked before any work.
+    """
+    from ..evaluate.plots import loss_curve, plot_fsc, slices_figure
+
+    opts = options or EvalOptions()
+    say = log or (lambda _m: None)
+    t_start = time.perf_counter()
+    methods = parse_methods(opts.methods)
+    if inputs.model_dir is None:
+        inputs.model_dir = find_model_dir(inputs.restored)
+    meta, voxel_size = inputs.check(opts.voxel_size)
+    box = evaluation_box(meta.shape, opts.box)
+    all_inputs = [p for p in (inputs.restored, inputs.even, inputs.odd, inputs.truth, inputs.labels) if p]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in FILES.values():
+        check_output(output_dir / name, overwrite=overwrite, inputs=all_inputs)
+    if opts.downstream_steps < 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--downstream-steps must be >= 0, got {opts.downstream_steps}")
+
+    e, _ = read_volume(inputs.even)
+    o, _ = read_volume(inputs.odd)
+    restored, _ = read_volume(inputs.restored)
+    truth = read_volume(inputs.truth)[0] if inputs.truth is not None else None
+    raw = 0.5 * (e + o)
+    seconds: dict[str, float] = {}
+    notes: list[str] = []
+
+    t0 = time.perf_counter()
+    say("FSC curves ...")
+    curves = _fsc_curves(inputs, raw, e, o, restored, truth, voxel_size, opts.soft_edge)
+    del e, o
+    seconds["fsc"] = time.perf_counter() - t0
+    if "restored halves" not in curves:
+        notes.append("No restored halves found (write them with 'cryocare predict --write-halves'); "
+                     "the FSC between restored halves is not shown.")
+
+    t0 = time.perf_counter()
+    raw_b, restored_b = raw[box], restored[box]
+    truth_b = truth[box] if truth is not None else None
+    baselines = run_baselines(methods, raw_b, truth_b, say)
+    seconds["baselines"] = time.perf_counter() - t0
+    history, training, config = training_summary(inputs.model_dir)
+    shown = {"raw average": raw_b, **{b.label: b.volume for b in baselines}, RESTORED: restored_b}
+    quality = None
+    if truth_b is not None:
+        say("scoring against the truth ...")
+        params = {b.label: b.describe() for b in baselines} | {"raw average": "(even + odd) / 2",
+                                                               RESTORED: _describe_model(config)}
+        quality = score_rows(shown, params, truth_b, voxel_size)
+    else:
+        notes.append("No ground truth given: PSNR/SSIM are not computed and baselines use default parameters.")
+    figures = {}
+    main = {"raw average": raw_b, RESTORED: restored_b} | ({"truth": truth_b} if truth_b is not None else {})
+    slices_figure(main, output_dir / FILES["slices"], voxel_size=voxel_size, overwrite=overwrite)
+    figures["slices"] = FILES["slices"]
+    if baselines:
+        slices_figure({b.label: b.volume for b in baselines}, output_dir / FILES["slices_baselines"],
+                      voxel_size=voxel_size, overwrite=overwrite)
+        figures["slices_baselines"] = FILES["slices_baselines"]
+    plot_fsc(curves, output_dir / FILES["fsc"], overwrite=overwrite)
+    figures["fsc"] = FILES["fsc"]
+
+    downstream = None
+    if inputs.labels is not None and inputs.centres is not None and opts.downstream_steps > 0:
+        downstream = _downstream(inputs.labels, inputs.centres, raw, restored, opts,
+                                 output_dir / FILES["precision_recall"], overwrite, say)
+        seconds["downstream"] = downstream.pop("seconds")
+        figures["precision_recall"] = FILES["precision_recall"]
+    elif inputs.labels is not None:
+        notes.append("Downstream detection check skipped (--downstream-steps 0).")
+
+    if history:
+        loss_curve(history, output_dir / FILES["loss"], overwrite=overwrite)
+        figures["loss"] = FILES["loss"]
+    seconds["total"] = time.perf_counter() - t_start
+    metrics = {
+        "format": FORMAT, "format_version": 1,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "inputs": inputs.as_dict(), "shape": list(meta.shape), "voxel_size_angstrom": voxel_size,
+        "box": {"start": [s.start for s in box], "shape": [s.stop - s.start for s in box]},
+        "versions": versions(), "config": config, "training": training,
+        "fsc": {name: c.to_dict() for name, c in curves.items()},
+        "quality": quality,
+        "baselines": {b.label: {"method": b.method, "params": b.params, "tuned": b.tuned,
+                                "description": b.describe(), "seconds": b.seconds} for b in baselines},
+        "downstream": downstream, "figures": figures, "seconds": seconds, "notes": notes,
+    }
+    atomic_write_json(output_dir / FILES["metrics"], metrics, overwrite=overwrite)
+    say(f"evaluation done in {seconds['total'] / 60:.1f} min: {output_dir / FILES['metrics']}")
+    return metrics
+
+
+def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored: np.ndarray, opts: EvalOptions,
+                figure: Path, overwrite: bool, say: Log) -> dict[str, Any]:
+    from ..evaluate.detection import best_rows, downstream_comparison, plot_precision_recall
+
+    t0 = time.perf_counter()
+    labels, _ = read_volume(labels_path)
+    centres = read_centres(centres_path)
+    say(f"downstream detection check: one segmenter each for raw average and {RESTORED} "
+        f"({opts.downstream_steps} steps) ...")
+    results = downstream_comparison({"raw average": raw, RESTORED: restored}, np.rint(labels).astype(np.int16),
+                                    centres, target_label=opts.target_label, steps=opts.downstream_steps,
+                                    device=opts.device, log=say)
+    plot_precision_recall(results, figure, overwrite=overwrite)
+    return {"results": results, "best": best_rows(results), "target_label": opts.target_label,
+            "steps": opts.downstream_steps, "n_centres": int(len(centres)), "seconds": time.perf_counter() - t0}
+
