@@ -15,8 +15,11 @@ teamtomo 0.6 imports ``torch_fourier_rescale`` without declaring it; when it is 
 tt-local is slow on CPU (~70 s for 10 frames of 512^2 on 2 cores), so it runs on one seed at ``--tt-local-doses``
 only and is left out of the speed table beyond 512^2.
 
+``--simulator N`` adds our accuracy on N tilts (-30/0/30...) of the project's own simulator (CTF, dose fading,
+3 e-/A^2 per tilt in 8 frames, 4 A pixels, 512^2 -> ~5.6 e-/px/frame) for B = 500 and 2000 A^2.
+
 Usage: python bench/bench_motion.py [--acc-size 512] [--doses 0.5 1 2 4] [--seeds 3] [--tt-local-doses 1]
-       [--speed-sizes 1024 4096] [--speed-frames 10]
+       [--speed-sizes 1024 4096] [--speed-frames 10] [--simulator 3]
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ def main() -> None:
     ap.add_argument("--tt-local-doses", type=float, nargs="*", default=[1.0])
     ap.add_argument("--speed-sizes", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--speed-frames", type=int, default=10)
+    ap.add_argument("--simulator", type=int, default=0, help="tilts of the simulator check (0: skip)")
     args = ap.parse_args()
     tt, tt_note = teamtomo_methods()
     methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -139,6 +143,34 @@ def main() -> None:
             cells.append(f"{dt:.2f} s ({args.speed_frames / dt:.1f}); err {rms(d, truth):.3f} px")
         print(f"| {n}x{n} | " + " | ".join(cells) + " |", flush=True)
         del fr
+    if args.simulator:
+        simulator_check(args.simulator)
+
+
+def simulator_check(n_tilts: int) -> None:
+    from cryocare_torch.config import SimulateConfig
+    from cryocare_torch.prepare.motion import estimate_drift_detailed
+    from cryocare_torch.simulate.acquisition import simulate_tilt_series
+    from cryocare_torch.simulate.dataset import make_phantom, required_lateral_pad
+
+    half = 15 * (n_tilts - 1)
+    cfg = SimulateConfig(shape=(48, 512, 512), pixel_size=4.0, tilt_min=-half, tilt_max=half, tilt_step=30,
+                         n_frames=8, dose_per_tilt=3.0, seed=1)
+    g = torch.Generator().manual_seed(0)
+    drift = torch.cumsum(torch.randn(n_tilts, 8, 2, generator=g) * 0.7, 1)
+    drift -= drift.mean(1, keepdim=True)
+    ts = simulate_tilt_series(make_phantom(cfg, lateral_pad=required_lateral_pad(tuple(cfg.shape), half)), cfg,
+                              keep_frames=True, frame_drift=drift)
+    assert ts.frames is not None
+    print(f"\nSimulator: {n_tilts} tilts, {float(ts.frames.mean()):.1f} e-/px/frame, drift rms "
+          f"{float(drift.norm(dim=-1).pow(2).mean().sqrt()):.2f} px; ours: rms error px (min peak z, group size)")
+    print("| tilt | B=500 | B=2000 |\n|---|---|---|")
+    for i in range(n_tilts):
+        cells = []
+        for b in (500.0, 2000.0):
+            r = estimate_drift_detailed(ts.frames[i], pixel_size=cfg.pixel_size, bfactor=b)
+            cells.append(f"{rms(r.shifts, drift[i]):.3f} (z {float(r.peak_z.min()):.0f}, g {r.group_size})")
+        print(f"| {float(ts.angles[i]):+.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
