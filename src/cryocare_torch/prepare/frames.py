@@ -38,15 +38,12 @@ def validate_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
 
     Finiteness is checked frame by frame where the frames are read anyway (a full pass costs seconds on 4k).
     """
-    if not isinstance(frames, torch.Tensor):
-        frames = torch.as_tensor(frames)
+    frames = torch.as_tensor(frames)
     if frames.ndim != 3:
         raise DataError(f"{name} must be a (t, h, w) movie, got shape {tuple(frames.shape)}")
     t, h, w = frames.shape
-    if t < 2:
-        raise DataError(f"{name} has {t} frame(s); motion correction needs at least 2")
-    if h < 16 or w < 16:
-        raise DataError(f"{name} frames are {h}x{w} pixels; at least 16x16 are needed")
+    if t < 2 or h < 16 or w < 16:
+        raise DataError(f"{name} has {t} frame(s) of {h}x{w} pixels; at least 2 frames of 16x16 are needed")
     return frames
 
 
@@ -73,6 +70,22 @@ def _phase(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor) -> torch.Te
     py = torch.polar(one, -2.0 * math.pi * s[:, 0, None, None] * fy).to(torch.complex64)  # (t, h, 1)
     px = torch.polar(one, -2.0 * math.pi * s[:, 1, None, None] * fx).to(torch.complex64)  # (t, 1, w')
     return py * px
+
+
+def _good_size(n: int) -> int:
+    """Smallest even integer >= n whose prime factors are 2, 3 and 5 (fast FFT size)."""
+    n = max(2, int(math.ceil(n)))
+    n += n % 2
+    while not any(n == 2**a * 3**b * 5**c for a in range(1, 16) for b in range(10) for c in range(7)):
+        n += 2
+    return n
+
+
+def _crop_spectrum(spec: torch.Tensor, h2: int, w2: int) -> torch.Tensor:
+    """Keep the lowest ``h2 x (w2//2+1)`` frequencies of an rFFT spectrum (Fourier binning)."""
+    top = spec[..., : h2 // 2, : w2 // 2 + 1]
+    bottom = spec[..., spec.shape[-2] - h2 // 2 :, : w2 // 2 + 1]
+    return torch.cat([top, bottom], dim=-2)
 
 
 def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
@@ -140,10 +153,7 @@ def frame_sums(frames: torch.Tensor, shifts: torch.Tensor | None = None) -> Fram
     for i in range(t):
         frame = frames[i].to(torch.float32)
         (first if i < half else second).add_(frame)
-        if shifts is None:
-            acc[i % 2].add_(frame)
-        else:
-            acc[i % 2].add_(torch.fft.rfft2(frame) * _phase(-shifts[i : i + 1], fy, fx)[0])
+        acc[i % 2].add_(frame if shifts is None else torch.fft.rfft2(frame) * _phase(-shifts[i : i + 1], fy, fx)[0])
     if shifts is not None:
         acc = [torch.fft.irfft2(a, s=(h, w)) for a in acc]
     even, odd = acc
@@ -170,11 +180,9 @@ def _load_movie(path: Path, gain: np.ndarray | None, gain_flip: str,
 
 
 def _read_gain(gain: str | Path | None) -> np.ndarray | None:
-    if gain is None:
-        return None
     from ..io.movie import read_gain
 
-    return read_gain(gain)
+    return None if gain is None else read_gain(gain)
 
 
 _CSV_COLUMNS = "dy_px,dx_px,group_size,peak_z,reliable"

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from ..errors import ConfigError
-from .frames import _freqs, _phase, check_finite, shift_frames, validate_frames
+from .frames import _crop_spectrum, _freqs, _good_size, _phase, check_finite, shift_frames, validate_frames
 
 __all__ = ["DriftEstimate", "estimate_drift", "estimate_drift_detailed", "shift_frames", "smooth_trajectory"]
 
@@ -51,27 +51,6 @@ _MAX_BIN = 8  # largest real-space binning before the FFT
 _HIGHPASS_CYCLES = 2.0  # frequencies below ~2 cycles per frame (illumination, gain gradients) are damped
 _MIN_PEAK_Z = 9.0  # pure-noise movies reach ~6.3; borderline peaks (8-9) gave ~1 px errors on simulated tilts
 _PEAK_EXCLUSION = 4.0  # working pixels around a peak left out of the correlation-map statistics
-
-
-def _good_size(n: int) -> int:
-    """Smallest even integer >= n whose prime factors are 2, 3 and 5 (fast FFT size)."""
-    n = max(2, int(math.ceil(n)))
-    n += n % 2
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 2
-
-
-def _crop_spectrum(spec: torch.Tensor, h2: int, w2: int) -> torch.Tensor:
-    """Keep the lowest ``h2 x (w2//2+1)`` frequencies of an rFFT spectrum (Fourier binning)."""
-    top = spec[..., : h2 // 2, : w2 // 2 + 1]
-    bottom = spec[..., spec.shape[-2] - h2 // 2 :, : w2 // 2 + 1]
-    return torch.cat([top, bottom], dim=-2)
 
 
 def _working_size(h: int, w: int, pixel: float, bfactor: float, max_work: int) -> tuple[int, int]:
@@ -196,13 +175,30 @@ def _interpolate(times: torch.Tensor, values: torch.Tensor, t: int) -> torch.Ten
     return values[j] + frac * (values[j + 1] - values[j])
 
 
-def estimate_drift(frames: torch.Tensor, **options: Any) -> torch.Tensor:
+def estimate_drift(
+    frames: torch.Tensor,
+    *,
+    pixel_size: float | None = None,
+    bfactor: float = 500.0,
+    max_shift: float = 50.0,
+    iterations: int = 3,
+    reference: Reference = "sum-minus-frame",
+    origin: Origin = "mean",
+    smoothing: float = 0.0,
+    group: int | None = None,
+    min_peak_z: float = _MIN_PEAK_Z,
+    max_work_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Whole-frame drift ``(t, 2)`` = ``(dy, dx)`` in pixels of a ``(t, h, w)`` movie, sub-pixel.
 
     Float32 on the CPU; ``drift[i]`` is how far frame ``i``'s content moved. Options: see
     :func:`estimate_drift_detailed`, which also reports the peak significance and the grouping used.
     """
-    return estimate_drift_detailed(frames, **options).shifts
+    return estimate_drift_detailed(
+        frames, pixel_size=pixel_size, bfactor=bfactor, max_shift=max_shift, iterations=iterations,
+        reference=reference, origin=origin, smoothing=smoothing, group=group, min_peak_z=min_peak_z,
+        max_work_size=max_work_size, device=device).shifts
 
 
 def estimate_drift_detailed(
