@@ -22,7 +22,7 @@ def run(*args: str) -> int:
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "raw"
     assert run("prepare", "simulate-raw", out, "--shape", "24", "64", "64", "--tilt-step", "15", "--n-frames", "4",
-               "--seed", "3") == 0
+               "--seed", "3", "--set", "simulate.contrast_scale=3") == 0
     return out
 
 

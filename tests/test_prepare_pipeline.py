@@ -27,7 +27,7 @@ from cryocare_torch.prepare.tiltseries import (
 )
 from cryocare_torch.simulate.raw import raw_config, write_raw_dataset
 
-SHAPE = (24, 64, 64)  # 64-pixel frames: the smallest on which 4-frame drift is reliably measurable
+SHAPE = (24, 64, 64)  # 64-pixel frames: drift is measurable in 4 frames with 3x the physical contrast
 
 
 def corr(a: np.ndarray, b: np.ndarray, border: float = 0.1) -> float:
@@ -40,7 +40,8 @@ def corr(a: np.ndarray, b: np.ndarray, border: float = 0.1) -> float:
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("raw")
-    return write_raw_dataset(raw_config(shape=SHAPE, tilt_step=10.0, n_frames=4, n_complexes=12), out)
+    cfg = raw_config(shape=SHAPE, tilt_step=10.0, n_frames=4, n_complexes=12, contrast_scale=3.0)
+    return write_raw_dataset(cfg, out)
 
 
 @pytest.fixture(scope="module")

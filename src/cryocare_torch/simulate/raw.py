@@ -45,10 +45,9 @@ from ..io.tiff import write_tiff_movie
 from .acquisition import TiltSeries, required_lateral_pad, simulate_tilt_series, tilt_angles
 from .phantom import make_phantom
 
-RAW_DEFAULTS: dict[str, Any] = dict(shape=(48, 128, 128), pixel_size=12.0, tilt_step=3.0, n_frames=6,
-                                    contrast_scale=3.0)
-"""Small fields of view need more contrast than the physical scale for drift to be measurable in 6 frames
-(real movies are 4k pixels wide and carry gold fiducials)."""
+RAW_DEFAULTS: dict[str, Any] = dict(shape=(48, 128, 128), pixel_size=12.0, tilt_step=3.0, n_frames=6)
+"""128-pixel frames at the physical contrast keep the drift measurable (peak z ~ 17-22, errors ~0.1 px);
+64-pixel frames need ``contrast_scale=3`` for that (real movies are 4k pixels wide)."""
 REFERENCE_NAMES = ("even", "odd", "full", "clean", "eoa_even", "eoa_odd")
 
 
