@@ -42,7 +42,7 @@ def _grid(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def blob_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """24x64x64: ~20 bright labelled blobs on a jittered grid, plus unlabelled dark distractors."""
+    """24x64x64: ~20 bright labelled blobs on a jittered 12-voxel grid, dark unlabelled distractors between."""
     rng = np.random.default_rng(seed)
     shape = (24, 64, 64)
     zz, yy, xx = _grid(shape)
@@ -53,14 +53,14 @@ def blob_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for cx in range(6, 64, 12):
             if rng.random() < 0.2:
                 continue
-            c = np.array([rng.uniform(7, 17), cy + rng.uniform(-1.5, 1.5), cx + rng.uniform(-1.5, 1.5)])
+            c = np.array([rng.uniform(8, 16), cy + rng.uniform(-1, 1), cx + rng.uniform(-1, 1)])
             r2 = (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2
-            vol += np.exp(-r2 / 8.0)
-            labels[r2 <= 9.0] = 3
+            vol += np.exp(-r2 / 6.0)
+            labels[r2 <= 7.0] = 3
             centres.append(c)
-    for _ in range(10):
-        c = rng.uniform([4, 4, 4], [20, 60, 60])
-        vol -= 0.8 * np.exp(-((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / 4.5)
+            if rng.random() < 0.4:  # a smaller dark object half-way to the next grid point
+                c = c + [rng.uniform(-3, 3), 6, 6]
+                vol -= 0.8 * np.exp(-((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / 3.0)
     return vol, labels, np.array(centres)
 
 
@@ -189,11 +189,11 @@ def test_segmenter_learns_blobs(one_thread: None) -> None:
     vol, labels, _ = blob_volume()
     noisy = vol + np.random.default_rng(5).normal(0, 0.05, vol.shape).astype(np.float32)
     region = (slice(None), slice(0, 28), slice(None))
-    model = train_segmenter(noisy, labels == 3, region, steps=60, patch_size=16, seed=0, log=lambda _: None)
+    model = train_segmenter(noisy, labels == 3, region, steps=150, patch_size=16, seed=0, log=lambda _: None)
     prob = segment(model, noisy, region=(slice(None), slice(36, 64), slice(None)))
     assert prob.shape == (24, 28, 64) and prob.min() >= 0.0 and prob.max() <= 1.0
     target = labels[:, 36:] == 3
-    assert prob[target].mean() > 0.5 > prob[~target].mean()
+    assert prob[target].mean() > 0.5 and prob[~target].mean() < 0.05
 
 
 def test_downstream_comparison_detects_and_can_fail(one_thread: None, tmp_path: Path) -> None:
@@ -201,16 +201,16 @@ def test_downstream_comparison_detects_and_can_fail(one_thread: None, tmp_path: 
     rng = np.random.default_rng(3)
     volumes = {
         "clean": vol + rng.normal(0, 0.05, vol.shape).astype(np.float32),
-        "noisy": vol + rng.normal(0, 1.5, vol.shape).astype(np.float32),
+        "noisy": vol + rng.normal(0, 3.0, vol.shape).astype(np.float32),
     }
-    results = downstream_comparison(volumes, labels, centres, gap=8, max_distance=3.0, steps=60, batch_size=4,
+    results = downstream_comparison(volumes, labels, centres, gap=8, max_distance=3.0, steps=150, batch_size=4,
                                     patch_size=16, log=lambda _: None)
     assert set(results) == {"clean", "noisy"}
     sizes = [r["size_threshold"] for r in results["clean"]]
     assert sizes == [r["size_threshold"] for r in results["noisy"]] and sizes == sorted(sizes)
     best = best_rows(results)
     n_eval = int(np.sum(np.round(centres[:, 1]) >= 36))
-    assert best["clean"]["tp"] + best["clean"]["fn"] == n_eval >= 8
+    assert best["clean"]["tp"] + best["clean"]["fn"] == n_eval >= 6
     assert best["clean"]["recall"] > 0.8 and best["clean"]["f1"] > 0.8
     assert best["noisy"]["f1"] < best["clean"]["f1"] - 0.3
     out = plot_precision_recall(results, tmp_path / "pr.png")

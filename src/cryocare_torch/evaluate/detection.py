@@ -158,6 +158,7 @@ def downstream_comparison(
     batch_size: int = 4,
     patch_size: int = 32,
     n_first: int = 8,
+    pos_weight: float = 1.0,
     seed: int = 0,
     device: str = "cpu",
     log: Log | None = None,
@@ -183,7 +184,7 @@ def downstream_comparison(
             raise DataError(f"volume '{name}' has shape {tuple(vol.shape)}, labels have {mask.shape}")
         t0 = time.perf_counter()
         model = train_segmenter(vol, mask, train, steps=steps, batch_size=batch_size, patch_size=patch_size,
-                                n_first=n_first, seed=seed, device=device, log=log)
+                                n_first=n_first, pos_weight=pos_weight, seed=seed, device=device, log=log)
         prob = segment(model, vol, region=evaluation, device=device)
         comps[name] = find_components(prob, offset=offset)
         seconds[name] = time.perf_counter() - t0

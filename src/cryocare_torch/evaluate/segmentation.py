@@ -7,8 +7,8 @@ Otsu's method, split the foreground into 26-connected components and keep those 
 threshold. Matching detections to the truth and the comparison itself live in :mod:`.detection`.
 
 * :func:`train_segmenter` -- a :class:`Segmenter` (the project's :class:`~cryocare_torch.model.UNet`
-  giving logits, no residual) trained with class-weighted BCE on random patches that lie entirely
-  inside ``train_region``; half of them are centred on target voxels because targets are sparse.
+  giving logits, no residual) trained with BCE on random patches that lie entirely inside
+  ``train_region``; half of them are centred on target voxels because targets are sparse.
 * :func:`segment` -- the probability map over a region, tiled with :func:`cryocare_torch.predict.predict_tensor`.
 * :func:`find_components` / :func:`detections_by_size` -- Otsu, 26-connectivity, sizes and centroids.
 
@@ -19,7 +19,6 @@ full volume. Regions are one ``slice`` per axis.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -123,7 +122,7 @@ def train_segmenter(
     n_first: int = 8,
     depth: int = 2,
     learning_rate: float = 2e-3,
-    pos_weight: float | None = None,
+    pos_weight: float = 1.0,
     pos_fraction: float = 0.5,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -132,10 +131,14 @@ def train_segmenter(
     """Train a :class:`Segmenter` for the boolean target ``labels`` (``(d, h, w)``, nonzero = target).
 
     Only voxels of ``train_region`` (default: everything) are ever read, images and labels alike.
-    Patches are up to ``patch_size`` per axis; ``pos_fraction`` of them are centred on target voxels,
-    and the BCE loss weighs target voxels by ``pos_weight`` (default: the square root of the
-    background-to-target ratio of the region, in [1, 100]). Augmentation flips z, y and x, which keeps
-    a missing wedge in place. The intensity normalisation (mean, std of the region) is stored in the model.
+    Patches are up to ``patch_size`` per axis. Sparse targets are balanced by sampling: ``pos_fraction``
+    of the patches are centred on target voxels (about 4x the voxel prior of the simulator's decorations
+    in 32^3 patches). ``pos_weight`` further weighs target voxels in the BCE loss; values well above 1
+    inflate the probability of every ambiguous voxel, and on the simulator (decorations touching their
+    filament) the Otsu foreground then joins decorations to the filament: sqrt(background/target) ~ 12
+    gave best F1 0.33 on the noise-free tomogram where 1 gave 0.78. Augmentation flips z, y and x, which
+    keeps a missing wedge in place. The intensity normalisation (mean, std of the region) is stored in
+    the model.
     """
     log = log or _logger.info
     vol = to_numpy(volume)
@@ -154,8 +157,8 @@ def train_segmenter(
     n_pos = int(sub_mask.sum())
     if n_pos == 0:
         raise DataError("the training region contains no target voxel; choose another region or label")
-    if pos_weight is None:
-        pos_weight = float(np.clip(math.sqrt((sub_mask.size - n_pos) / n_pos), 1.0, 100.0))
+    if pos_weight <= 0 or not 0 <= pos_fraction <= 1:
+        raise ConfigError(f"pos_weight must be > 0 and pos_fraction in [0, 1], got {pos_weight} and {pos_fraction}")
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
