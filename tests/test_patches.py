@@ -128,7 +128,7 @@ def test_cache_and_lazy_give_the_same_patches() -> None:
     kw = {"ndim": 3, "patch_size": 16, "n_patches": 30, "val_fraction": 0.1, "seed": 3}
     cached = build_patch_data([(e, o)], **kw)
     lazy = build_patch_data([(e, o)], **kw, cache_gb=0.0)
-    assert cached.train._cache is not None and lazy.train._cache is None
+    assert cached.train.cached and not lazy.train.cached
     idx = np.arange(len(cached.train))
     assert torch.equal(cached.train.get_batch(idx), lazy.train.get_batch(idx))
     st = cached.stats[0]

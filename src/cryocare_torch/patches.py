@@ -215,8 +215,9 @@ class PatchPairs(Dataset):
                 self._cache[i] = self._extract(int(i))
 
     @property
-    def nbytes_per_pair(self) -> int:
-        return 2 * 2 * int(np.prod(self.patch))
+    def cached(self) -> bool:
+        """True when the patch pairs are held in memory (float16), False when read per access."""
+        return self._cache is not None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -232,6 +233,7 @@ class PatchPairs(Dataset):
             raise DataError(f"{self.names[k]} contains NaN or Inf values near (z={z}, y={y}, x={x}); fix the data")
         out -= st.mean
         out /= st.std
+        np.clip(out, -65000.0, 65000.0, out=out)  # extreme outliers must not become float16 inf
         return out.astype(np.float16)
 
     def get_batch(self, indices: Sequence[int] | Array) -> torch.Tensor:

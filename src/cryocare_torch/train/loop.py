@@ -115,7 +115,7 @@ def train(
         set_threads(tc.num_threads)
     try:
         n_val = len(data.val) if data.val is not None else 0
-        where = "in memory (float16)" if data.train._cache is not None else "read from the inputs per batch"
+        where = "in memory (float16)" if data.train.cached else "read from the inputs per batch"
         log(f"{len(opened)} pair(s): {len(data.train)} training / {n_val} validation patches of "
             f"{patch_size}^{ndim} voxels, {where}; {describe(device, dtype)}")
         return _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log).run()
@@ -221,7 +221,8 @@ class _Run:
         budget = tc.max_minutes * 60 if tc.max_minutes else None
         every = tc.checkpoint_every_minutes * 60
         self.t0 = last_save = time.monotonic()
-        val_time, stop_reason = 0.0, "epochs"
+        val_time, step_s, stop_reason = 0.0, 0.0, "epochs"
+        n_val_batches = -(-len(self.data.val) // self.batch) if self.data.val is not None else 0
         self.net.train()
         with stop_requests() as stop:
             while self.epoch < tc.epochs:
@@ -232,11 +233,16 @@ class _Run:
                 batches = train_batches(self.data.train, epoch=self.epoch, batch_size=self.batch, steps=self.spe,
                                         seed=tc.seed, augment=self.cfg.patches.augment, start=self.epoch_step)
                 for inp, tgt in batches:
-                    if budget is not None and self.elapsed() + val_time >= budget:
+                    # stop before a step that would not leave time to validate within the budget
+                    reserve = step_s + (val_time or n_val_batches * step_s / 3)
+                    if budget is not None and self.elapsed() + reserve >= budget:
                         timed_out = True
                         break
                     self.schedule.step_update(self.step, self.elapsed())
+                    t_step = time.monotonic()
                     loss = self.train_step(inp, tgt)
+                    dt = time.monotonic() - t_step
+                    step_s = 0.8 * step_s + 0.2 * dt if step_s else dt
                     self.step += 1
                     self.epoch_step += 1
                     self.loss_sum += loss
