@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from cyclopts import App, Parameter
@@ -65,7 +66,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main(args: Sequence[str], *, debug: bool = False) -> int:
     _register()
     try:
-        result = app(list(args), exit_on_error=False, print_error=False, result_action="return_value")
+        with warnings.catch_warnings():
+            if not debug:  # library warnings (numpy, torch, mrcfile) would break the one-line error; --debug shows them
+                warnings.simplefilter("ignore")
+            result = app(list(args), exit_on_error=False, print_error=False, result_action="return_value")
     except CycloptsError as exc:
         _error(f"{exc} (see 'cryocare --help')")
         return EXIT_USAGE
