@@ -91,9 +91,11 @@ def sample_stats(arrays: Sequence[ArrayLike], max_samples: int = 1 << 20, seed: 
                               dtype=np.float64)
         parts.append(vals)
     v = np.concatenate(parts)
-    mean, std = float(v.mean()), float(v.std())
-    if not (np.isfinite(mean) and np.isfinite(std)):
+    if not np.isfinite(v).all():
         raise DataError("the data contain NaN or infinite values; fix or crop the input")
+    mean, std = float(v.mean()), float(v.std())
+    if not (np.isfinite(mean) and np.isfinite(std)):  # finite values whose square overflows
+        raise DataError("the data values are too large for float64 statistics; rescale the input")
     if std <= 0:
         raise DataError("the data are constant (standard deviation 0); nothing to restore")
     return mean, std

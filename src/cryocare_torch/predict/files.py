@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,20 @@ def _check_pair(even: Path, odd: Path) -> VolumeMeta:
             f"the halves differ in shape: {even} is {me.shape}, {odd} is {mo.shape}; "
             "give the even and odd reconstructions of the same tomogram/image"
         )
-    if (me.has_voxel_size or mo.has_voxel_size) and not np.allclose(me.voxel_size, mo.voxel_size, rtol=1e-3):
+    if me.has_voxel_size and mo.has_voxel_size and not np.allclose(me.voxel_size, mo.voxel_size, rtol=1e-3):
         raise DataError(
             f"the halves differ in voxel size: {even} has {me.voxel_size}, {odd} has {mo.voxel_size} Angstrom; "
             "reconstruct both halves with the same binning or fix the header"
         )
+    if not me.has_voxel_size and mo.has_voxel_size:  # as training: a header without a voxel size does not conflict
+        return replace(me, voxel_size=mo.voxel_size)
     return me
+
+
+def _warn_voxel_size(meta: VolumeMeta, even: Path, odd: Path, log: Log) -> None:
+    if not meta.has_voxel_size:
+        log(f"warning: {even} and {odd} have no voxel size in their headers; the restored tomogram has none "
+            "either (the restoration does not need it; set it afterwards, e.g. IMOD 'alterheader -del')")
 
 
 def predict_files(
@@ -140,12 +149,7 @@ def predict_files(
     if nd == 2 and meta.ndim == 3:
         log(f"applying the 2D model to each of the {meta.shape[0]} sections of {even.name}")
 
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.precision, device)
-    set_threads(cfg.num_threads)
-    log(describe(device, dtype))
-    model = ck.model.to(device).eval()
-
+    # everything that can refuse the data comes before the first log line
     if cfg.normalization == "checkpoint":
         try:
             mean, std = float(ck.normalization["mean"]), float(ck.normalization["std"])
@@ -155,6 +159,12 @@ def predict_files(
     else:
         mean, std = file_stats([even, odd], meta)
         source = "this pair"
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.precision, device)
+    set_threads(cfg.num_threads)
+    _warn_voxel_size(meta, even, odd, log)
+    log(describe(device, dtype))
+    model = ck.model.to(device).eval()
     log(f"normalising with mean {mean:.6g}, std {std:.6g} ({source})")
 
     m = size_multiple(model)
@@ -170,7 +180,14 @@ def predict_files(
             f"for sections of {shape3[1]}x{shape3[2]}; continuing with them")
 
     def read(z0: int, z1: int) -> list[torch.Tensor]:
-        return [torch.from_numpy(read_section(p, meta, z0, z1)).sub_(mean).div_(std) for p in (even, odd)]
+        out = []
+        for p in (even, odd):
+            t = torch.from_numpy(read_section(p, meta, z0, z1))
+            if not bool(torch.isfinite(t).all()):  # the statistics only sample the data; never write NaN blobs
+                raise DataError(f"sections {z0}-{min(z1, shape3[0]) - 1} contain NaN or infinite values; fix or "
+                                "crop the input", p)
+            out.append(t.sub_(mean).div_(std))
+        return out
 
     def attempt(p: TilePlan) -> None:
         grid = build_grid(shape3, nd, p, m)
