@@ -241,7 +241,8 @@ def _header_voxel_size(paths: Sequence[Path], metas: Sequence[Any]) -> float:
     sizes = [m.voxel_size[: len(m.shape)] for m in metas]
     for p, v in zip(paths, sizes, strict=True):
         if not all(x > 0 for x in v):
-            raise ConfigError(f"{p} has no voxel size in its header; pass voxel_size (Angstrom) explicitly")
+            raise ConfigError(f"{p} has no voxel size in its header (0); the resolution in nm needs it: pass "
+                              "--voxel-size (Angstrom; voxel_size= in Python)")
         if not np.allclose(v, v[0], rtol=1e-2):
             raise DataError(f"{p} has anisotropic voxels {v} A; resample it or pass voxel_size to override")
     if not np.allclose(sizes[0], sizes[1], rtol=1e-3):
@@ -281,6 +282,11 @@ def fsc_files(
         mm, _ = open_memmap(p, m)
         arrays.append(np.array(mm[box], dtype=np.float32))  # reads only the (cropped) box
         del mm
+    for p, arr in zip(paths[:2], arrays[:2], strict=True):
+        if not np.isfinite(arr).all():
+            raise DataError("contains NaN or infinite values; fix or re-export the map", p)
+        if arr.size and arr.min() == arr.max():
+            raise DataError(f"is constant (every voxel {arr.flat[0]:g}); its FSC is undefined, check the file", p)
     result = fsc(arrays[0], arrays[1], voxel_size=voxel_size, mask=arrays[2] if mask_path is not None else None,
                  soft_edge=soft_edge, binning=binning)
     result.meta.update({"a": str(paths[0]), "b": str(paths[1]), "mask": None if mask_path is None else str(mask_path)})
