@@ -56,7 +56,6 @@ def simulate(
     from ..simulate import write_dataset
 
     config = build_config(cfg, extra={"simulate": {"shape": shape, "pixel_size": pixel_size, "seed": seed}})
-    output_dir.mkdir(parents=True, exist_ok=True)
     paths = write_dataset(config.simulate, output_dir, overwrite=overwrite)
     for name, p in paths.items():
         print(f"{name}: {p}")
