@@ -169,6 +169,13 @@ def write_dataset(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({exc.strerror})", out) from None
+    # refuse a disk without room before the simulation runs: 5 float32 + 1 int8 volumes, 4 float32 stacks
+    d, h, w = (int(s) for s in cfg.shape)
+    n_tilts = len(tilt_angles(cfg))
+    nbytes = (5 * 4 + 1) * d * h * w + 4 * 4 * n_tilts * h * w
+    if frames:
+        nbytes += 4 * n_tilts * cfg.n_frames * h * w
+    check_output(paths["tomo_even"], overwrite=True, nbytes=nbytes)  # existing files were checked above
 
     data = simulate(cfg, keep_frames=frames)
     ts = data.tilt_series
