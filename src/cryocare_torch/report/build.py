@@ -54,6 +54,3 @@ def build_report(
     html = render(metrics, figures, demo=demo, title=title or f"cryocare-torch report: {Path(source).name or source}",
                   source=source)
     return atomic_write_text(out, html, overwrite=overwrite)
-
-
-

@@ -10,8 +10,8 @@ edge effects out).
 With a truth every baseline is *oracle-tuned* (parameters maximising PSNR against the truth: an upper
 bound of what the method achieves in practice); without one the defaults of :data:`DEFAULTS` are used.
 NAD costs seconds per iteration and million voxels, so its grid is searched on a central sub-box of
-:data:`TUNE_BOX` voxels and the winner (contrast as a multiple of :func:`~cryocare_torch.evaluate.nad.
-contrast_estimate`, iteration count) is then run once on the whole box.
+:data:`TUNE_BOX` voxels (at most half the box) and the winner (contrast as a multiple of
+:func:`~cryocare_torch.evaluate.nad.contrast_estimate`, iteration count) is then run once on the whole box.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "nad": {"mode": "hybrid", "iterations": 10},
 }
 TUNE_BOX = 48
-"""NAD is oracle-tuned on a central sub-box of this edge (voxels), then run once on the whole box."""
+"""NAD is oracle-tuned on a central sub-box of this edge (voxels; at most half the box), then run once on
+the whole box."""
 ORACLE_GRID: dict[str, dict[str, Sequence[Any]]] = {
     "median": {"sizes": (3, 5, 7)},
     "gaussian": {"sigmas": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)},
@@ -109,7 +110,7 @@ def run_baseline(method: str, raw: np.ndarray, truth: np.ndarray | None) -> Base
             sigma, out = bl.best_gaussian(raw, truth, sigmas=grid["sigmas"])
             params = {"sigma": float(sigma)}
         else:
-            sub = central_box(raw.shape, TUNE_BOX)
+            sub = central_box(raw.shape, min(TUNE_BOX, max(24, max(raw.shape) // 2)))
             tuned, _ = bl.best_nad(raw[sub], truth[sub], lambda_scales=grid["lambda_scales"],
                                    iterations=grid["iterations"])
             params = {"mode": tuned["mode"], "iterations": int(tuned["iterations"]),

@@ -130,7 +130,10 @@ def downstream_table(downstream: Mapping[str, Any]) -> str:
                      fmt(r.get("precision")), fmt(r.get("recall")), fmt(r.get("size_threshold")),
                      fmt(r.get("n_detections")), f"{fmt(r.get('tp'))} / {fmt(r.get('fp'))} / {fmt(r.get('fn'))}"])
     classes = ["ours" if name == OURS else "" for name in best]
+    first = next(iter(best.values()), {})
+    held_out = first.get("tp", 0) + first.get("fn", 0) if first else None
     note = (f'<p class="note">{fmt(downstream.get("n_centres"))} known centres (label '
-            f'{fmt(downstream.get("target_label"))}); segmenters trained for {fmt(downstream.get("steps"))} steps.</p>')
+            f'{fmt(downstream.get("target_label"))}), {fmt(held_out)} of them in the held-out region; segmenters '
+            f'trained for {fmt(downstream.get("steps"))} steps.</p>')
     return table(["volume", "F1", "precision", "recall", "size threshold (voxels)", "detections", "TP / FP / FN"],
                  rows, numeric=(1, 2, 3, 4, 5), row_classes=classes) + note
