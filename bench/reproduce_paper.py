@@ -17,6 +17,11 @@ The specimen has more filaments with a shorter decoration period than the demo's
 24 nm) so that the downstream task has a few dozen objects to find.
 
     python bench/reproduce_paper.py            # ~20-25 min on 2 CPU cores (training budget 15 min)
+
+Time on two otherwise idle CPU cores (estimated from CPU seconds measured on a shared machine): simulation
+0.3 min, training 15 min, restoring both halves 1 min, baselines 1.5 min (NAD dominates), downstream
+check 2 x 200 segmenter steps at ~0.75 s = 5 min. On a busy machine everything but training (which stops
+at its budget) takes proportionally longer.
     python bench/reproduce_paper.py --quick    # ~3 min smoke run into bench/out/paper_quick/, no RESULTS.md
 """
 
@@ -32,7 +37,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HEADING = "## Paper reproduction (bench/reproduce_paper.py)"
-FULL = {"shape": (64, 192, 192), "minutes": 15.0, "downstream_steps": 300, "box": 128, "out": HERE / "out" / "paper"}
+FULL = {"shape": (64, 192, 192), "minutes": 15.0, "downstream_steps": 200, "box": 128, "out": HERE / "out" / "paper"}
 QUICK = {"shape": (48, 128, 128), "minutes": 0.75, "patch_size": 32, "n_patches": 400, "downstream_steps": 30,
          "box": 64, "out": HERE / "out" / "paper_quick"}
 
@@ -107,7 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~3 min smoke run (small volume, short training)")
     ap.add_argument("--minutes", type=float, help="training budget (default 15, quick 0.75)")
-    ap.add_argument("--downstream-steps", type=int, help="segmenter steps per volume (default 300, quick 30)")
+    ap.add_argument("--downstream-steps", type=int, help="segmenter steps per volume (default 200, quick 30)")
     ap.add_argument("--box", type=int, help="evaluation box for baselines and PSNR/SSIM (default 128, quick 64)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")

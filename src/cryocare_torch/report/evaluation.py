@@ -19,7 +19,7 @@ figures into the output folder. ``cryocare report`` turns the folder into one HT
 Cost: the halves, their average, the restored tomogram and the truth are held in memory (float32), and
 FSC needs about four more volume-sized buffers. Baselines run on the central box only (default 128
 voxels per axis): on two CPU cores median and Gaussian take seconds, NAD about a minute (its oracle
-grid runs on a smaller sub-box), and the downstream check about 0.5 s per segmenter step and volume.
+grid runs on a smaller sub-box), and the downstream check about 0.75 s per segmenter step and volume.
 """
 
 from __future__ import annotations
