@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,7 +37,8 @@ def check_output(
     """Validate an output path before long work starts; returns it as a Path.
 
     Refuses an output equal to an input, an existing file without ``overwrite``, a missing or
-    read-only parent folder, and a disk without room for ``nbytes`` (plus 1% headroom).
+    read-only parent folder, and a disk without room for ``nbytes`` (plus 1% headroom). Temporaries
+    of ``path`` left by killed writers on this host are removed first.
     """
     out = Path(path)
     for inp in inputs:
@@ -51,6 +53,7 @@ def check_output(
         raise OutputError(f"output folder {parent} does not exist; create it first", out)
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder {parent} is not writable", out)
+    remove_dead_partials(out)  # before the space check: a killed earlier attempt's temporary frees its room
     if nbytes > 0:
         free = shutil.disk_usage(parent).free
         need = int(nbytes * 1.01)
@@ -63,9 +66,48 @@ def check_output(
     return out
 
 
+def _host() -> str:
+    return "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:64] or "host"
+
+
 def temporary_sibling(path: Path) -> Path:
-    """A unique temporary name in the same folder (same filesystem, so rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
+    """A unique temporary name in the same folder (same filesystem, so rename is atomic).
+
+    ``.NAME.HOST-PID.RANDOM.partial``: the writer's host and process id let a later run recognise the
+    temporaries of a writer that was killed outright (see :func:`remove_dead_partials`).
+    """
+    return path.with_name(f".{path.name}.{_host()}-{os.getpid()}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_dead_partials(path: str | Path) -> list[Path]:
+    """Delete temporaries of ``path`` left by a writer on this host that no longer runs (SIGKILL, out of
+    memory, power loss): they can be as large as the output. Temporaries of other hosts (a shared file
+    system) or of running processes are left alone. Returns the removed files."""
+    out = Path(path)
+    prefix = f".{out.name}.{_host()}-"
+    removed = []
+    try:
+        candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(PARTIAL_SUFFIX)]
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
