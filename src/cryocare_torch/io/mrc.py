@@ -84,8 +84,10 @@ def read_meta(path: str | Path) -> VolumeMeta:
     try:
         with mrcfile.open(p, mode="r", header_only=True, permissive=False) as mrc:
             h = mrc.header.copy()
-            vs = mrc.voxel_size
-            voxel = (float(vs.x), float(vs.y), float(vs.z))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                vs = mrc.voxel_size  # cella / mx: inf or NaN for mx = 0
+            # a non-finite or negative cell is no voxel size (0 = unknown, as mrcfile writes it)
+            voxel = tuple(float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
     except PermissionError:
         raise InputFileError("permission denied; make the file readable", p) from None
     except (ValueError, OSError) as exc:
@@ -117,7 +119,7 @@ def read_meta(path: str | Path) -> VolumeMeta:
     return VolumeMeta(
         shape=shape,
         voxel_size=voxel,
-        origin=(float(h.origin.x), float(h.origin.y), float(h.origin.z)),
+        origin=tuple(float(v) if np.isfinite(v) else 0.0 for v in (h.origin.x, h.origin.y, h.origin.z)),
         start=(int(h.nxstart), int(h.nystart), int(h.nzstart)),
         mode=mode,
         is_stack=is_stack,
