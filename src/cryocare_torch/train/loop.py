@@ -89,7 +89,7 @@ def train(
     if raw is not None and int(raw["ndim"]) != ndim:
         raise CheckpointError(f"checkpoint is a {raw['ndim']}D model but the data are {ndim}D", out / "last.pt")
     tc, pc = cfg.train, cfg.patches
-    patch_size = pc.resolved_patch_size(ndim)
+    patch_size = pc.resolved_patch_size(ndim, resolve_device(tc.device).type)
     if patch_size % 2**cfg.model.depth:
         raise ConfigError(
             f"patches.patch_size {patch_size} must be a multiple of 2**model.depth = {2**cfg.model.depth}"
