@@ -488,8 +488,10 @@ def test_existing_evaluation_and_report_not_replaced(corpus: Corpus, tmp_path: P
                  INPUT, [tmp_path / "nope"], [tmp_path / "c.html"], [tmp_path])
 
 
-@pytest.mark.skipif(running_as_root(), reason=ROOT_SKIP)
 def test_read_only_output_folder(corpus: Corpus, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if running_as_root():
+        TALLY.skipped.append("read_only_output_folder")
+        pytest.skip(ROOT_SKIP)
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -499,12 +501,6 @@ def test_read_only_output_folder(corpus: Corpus, tmp_path: Path, capsys: pytest.
                      OUTPUT, [ro, "not writable"], [ro / "p.mrc"], [ro])
     finally:
         ro.chmod(0o755)
-
-
-def test_read_only_output_folder_skipped_as_root() -> None:
-    if running_as_root():
-        TALLY.skipped.append("read_only_output_folder")
-        pytest.skip(ROOT_SKIP)
 
 
 def test_missing_output_folder_is_created_by_predict(corpus: Corpus, tmp_path: Path) -> None:

@@ -74,13 +74,15 @@ def test_identity_tile_then_stitch_returns_the_input(case, seed: int) -> None:  
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=shape).astype(np.float32))
     y = stitch(grid, extract(grid, x))
     assert y.shape == x.shape
-    # blending weights are float32 products that sum to 1 in float64: at most a few ulp where tiles overlap
-    torch.testing.assert_close(y, x, rtol=4e-7, atol=4e-7)
-    single = np.zeros(grid.padded_shape, dtype=np.int32)
+    cover = np.zeros(grid.padded_shape, dtype=np.int32)
     for idx in grid.indices():
-        single[grid.slices(idx)] += 1
-    one = torch.from_numpy(single[tuple(slice(0, n) for n in shape)] == 1)
-    assert torch.equal(y[one], x[one])  # a voxel seen by one tile is copied exactly
+        cover[grid.slices(idx)] += 1
+    k = torch.from_numpy(cover[tuple(slice(0, n) for n in shape)]).float()
+    # y = sum_i w_i x with sum_i w_i = 1 (float64, then float32): each of the k terms is rounded once when the
+    # weight is cast, once in the product and once when added, so |y - x| <= 3 k eps |x|
+    eps = torch.finfo(torch.float32).eps
+    assert bool(((y - x).abs() <= 3 * k * eps * x.abs()).all())
+    assert torch.equal(y[k == 1], x[k == 1])  # a voxel seen by one tile is copied exactly
 
 
 @FAST
