@@ -201,8 +201,8 @@ def simulate_raw(
                           params)
 
 
-def raw_file_names(name: str, n: int) -> dict[str, str]:
-    """Relative paths :func:`write_raw_dataset` writes (movies keyed ``movie_<ZValue>``)."""
+def raw_file_names(name: str) -> dict[str, str]:
+    """Relative paths :func:`write_raw_dataset` writes besides the movies (``frames/``, keyed ``movie_<ZValue>``)."""
     names = {"mdoc": f"{name}.mdoc", "stack": f"{name}.mrc", "gain": "gain.mrc", "xf": f"{name}.xf",
              "tlt": f"{name}.tlt", "json": "simulation.json", "truth_density": "reference/truth_density.mrc"}
     names |= {f"ref_{k}": f"reference/tomo_{k}.mrc" for k in REFERENCE_NAMES}
@@ -232,7 +232,7 @@ def write_raw_dataset(
     if out.exists() and not out.is_dir():
         raise OutputError("output path exists and is not a folder; choose another name", out)
     n = len(tilt_angles(cfg))
-    rel = raw_file_names(name, n)
+    rel = raw_file_names(name)
     paths = {k: out / v for k, v in rel.items()}
     try:
         for sub in ("frames", "reference"):
