@@ -184,21 +184,11 @@ REFUSED = {
     "denoise": FILE_LEVEL | PAIR_LEVEL | {"nan", "inf", "constant"},
     "predict": FILE_LEVEL | PAIR_LEVEL | {"nan", "inf", "constant"},
     "fsc": FILE_LEVEL | {"other_shape", "other_voxel_size", "nan", "inf", "constant"},  # a map vs itself is fine
-    "baseline": FILE_LEVEL | PAIR_LEVEL,
-    "evaluate": FILE_LEVEL | {"other_shape"},
+    "baseline": FILE_LEVEL | PAIR_LEVEL | {"nan", "inf"},
+    "evaluate": FILE_LEVEL | PAIR_LEVEL | {"nan", "inf", "constant"},
 }
 # refusals that are missing today, in files this suite may not change (reported; strict xfail flips when fixed)
-KNOWN_GAPS = {
-    ("baseline", "nan"): "cli/commands_eval.py baseline filters NaN/Inf data and writes a NaN output",
-    ("baseline", "inf"): "cli/commands_eval.py baseline filters NaN/Inf data and writes a NaN output",
-    ("evaluate", "other_voxel_size"): "report/evaluation.py does not compare the halves' voxel sizes",
-    ("evaluate", "same_file"): "report/evaluation.py accepts the same file as even and odd half",
-    ("evaluate", "constant"): "report/evaluation.py scores constant halves",
-    ("evaluate", "nan"): "report/evaluation.py finds NaN only in evaluate/fsc.fsc, after work started and without "
-                         "naming the file",
-    ("evaluate", "inf"): "report/evaluation.py finds Inf only in evaluate/fsc.fsc, after work started and without "
-                         "naming the file",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.parametrize("command", sorted(REFUSED))
@@ -272,10 +262,7 @@ def test_bad_checkpoints_resume(corpus: Corpus, tmp_path: Path, capsys: pytest.C
         assert (model / "last.pt").read_bytes() == case.path.read_bytes()
 
 
-RESUME_GAPS = {
-    "ckpt_wrong_architecture": "train/loop.py _Run._restore calls load_state_dict unguarded: weights that do not fit "
-                               "the stored architecture end in 'internal error' (exit 70) after a log line",
-}
+RESUME_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", sorted(RESUME_GAPS))
@@ -511,8 +498,7 @@ def test_missing_output_folder_is_created_by_predict(corpus: Corpus, tmp_path: P
     assert read_meta(out).shape == read_meta(corpus.even).shape
 
 
-DISK_GAPS = {"baseline": "cli/commands_eval.py baseline checks the disk only when writing, after the filtering "
-                         "(a log line precedes the error)"}
+DISK_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("command", ["predict", "denoise", "simulate", "baseline"])

@@ -164,11 +164,14 @@ def baseline(
     threads
         CPU threads (default: all available cores).
     """
+    import numpy as np
+
     from ..api import validate_pairs
+    from ..errors import DataError
     from ..evaluate.baselines import gaussian_filter, median_filter
     from ..evaluate.nad import nad
     from ..io.atomic import check_output
-    from ..io.mrc import read_volume, write_volume
+    from ..io.mrc import read_meta, read_volume, write_volume
     from ..runtime import set_threads
 
     if (even is None) != (odd is None):
@@ -178,7 +181,10 @@ def baseline(
     sources = [input] if input is not None else [even, odd]
     if even is not None and odd is not None:
         validate_pairs([(even, odd)])  # readable, same shape and voxel size
-    check_output(output, overwrite=overwrite, inputs=[p for p in sources if p is not None])
+    n_vox = 1
+    for n in read_meta(sources[0]).shape:  # type: ignore[arg-type]
+        n_vox *= n
+    check_output(output, overwrite=overwrite, inputs=[p for p in sources if p is not None], nbytes=4 * n_vox + 1024)
     set_threads(threads)
     if method == "median" and (size < 1 or size % 2 == 0):
         raise ConfigError(f"--size must be an odd number >= 1, got {size}")
@@ -189,6 +195,9 @@ def baseline(
     volume, meta = read_volume(sources[0])  # type: ignore[arg-type]
     if odd is not None:
         volume = 0.5 * (volume + read_volume(odd)[0])
+    if not np.isfinite(volume).all():
+        bad = sources[0] if odd is None else f"{even} or {odd}"
+        raise DataError(f"{bad}: data contain NaN or Inf values; fix or crop the input")
     _log(f"{method} filter on {'x'.join(map(str, volume.shape))} voxels ...")
     if method == "median":
         out = median_filter(volume, size)

@@ -45,6 +45,15 @@ class RunInputs:
                                                      ("restored", self.restored), ("truth", self.truth),
                                                      ("labels", self.labels)) if p is not None}
         ref = metas["even"]
+        from ..api import validate_pairs  # same checks as training: same file, shape, voxel size
+        from ..io.mrc import open_memmap
+        from ..patches import pair_statistics
+
+        validate_pairs([(self.even, self.odd)])
+        even_mm, _ = open_memmap(self.even, metas["even"])
+        odd_mm, _ = open_memmap(self.odd, metas["odd"])
+        pair_statistics(even_mm, odd_mm, name=f"{self.even} / {self.odd}")  # NaN/Inf, constant, identical
+        del even_mm, odd_mm
         if ref.ndim != 3:
             raise DataError(f"expected a 3D tomogram (z, y, x), got shape {ref.shape}", self.even)
         for name, meta in metas.items():

@@ -94,6 +94,10 @@ def train(
         raise ConfigError(
             f"patches.patch_size {patch_size} must be a multiple of 2**model.depth = {2**cfg.model.depth}"
         )
+    if pc.patch_size is None or pc.n_patches is None:  # record what was used (a resume on another device keeps it)
+        cfg = cfg.model_copy(deep=True)
+        cfg.patches.patch_size, cfg.patches.n_patches = patch_size, pc.resolved_n_patches(ndim)
+        tc, pc = cfg.train, cfg.patches
     mask = open_mask(pc.mask, opened) if pc.mask is not None else None
     data = build_patch_data(
         [(p.even, p.odd) for p in opened],
@@ -116,9 +120,10 @@ def train(
     try:
         n_val = len(data.val) if data.val is not None else 0
         where = "in memory (float16)" if data.train.cached else "read from the inputs per batch"
+        run = _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log)  # restores a checkpoint first
         log(f"{len(opened)} pair(s): {len(data.train)} training / {n_val} validation patches of "
             f"{patch_size}^{ndim} voxels, {where}; {describe(device, dtype)}")
-        return _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log).run()
+        return run.run()
     finally:
         torch.set_num_threads(threads_before)
 
@@ -153,10 +158,16 @@ class _Run:
         self.net = torch.compile(self.model) if tc.compile and device.type == "cuda" else self.model
 
     def _restore(self, raw: dict[str, Any]) -> None:
-        self.model.load_state_dict(raw["model_state"])
+        try:
+            self.model.load_state_dict(raw["model_state"])
+            if raw.get("optimizer_state"):
+                self.optimizer.load_state_dict(raw["optimizer_state"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            msg = " ".join(str(exc).split())[:160]
+            raise CheckpointError(
+                f"weights do not fit the stored architecture ({msg}); train anew", self.out / "last.pt"
+            ) from None
         self.model.to(device=self.device, memory_format=self.fmt)
-        if raw.get("optimizer_state"):
-            self.optimizer.load_state_dict(raw["optimizer_state"])
         if raw.get("scheduler_state"):
             self.schedule.load_state_dict(raw["scheduler_state"])
         if self.scaler is not None and raw.get("scaler_state"):
