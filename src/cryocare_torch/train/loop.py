@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +27,13 @@ from ..runtime import autocast, describe, memory_format, resolve_device, resolve
 from .batches import train_batches, val_batches
 from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
 from .inputs import open_mask, open_pairs
+from .result import TrainResult
 from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
 from .schedule import LRSchedule
 from .signals import stop_requests
 
 _logger = logging.getLogger("cryocare_torch.train")
 Source = str | Path | np.ndarray
-
-
-@dataclass
-class TrainResult:
-    best: Path
-    last: Path
-    history_path: Path
-    history: list[dict[str, Any]]
-    epochs: int
-    """Completed epochs."""
-    steps: int
-    best_val_loss: float | None
-    stop_reason: str
-    """``"epochs"`` (all epochs done) or ``"time_limit"`` (``max_minutes`` reached)."""
-    elapsed_s: float
-    ndim: int
-    normalization: dict[str, Any]
 
 
 def train(
