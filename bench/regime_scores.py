@@ -22,10 +22,12 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(x @ y / np.sqrt((x @ x) * (y @ y)))
 
 
-def hf_transfer(x: np.ndarray, truth: np.ndarray, band: tuple[float, float] = (0.2, 0.4)) -> float:
+def hf_transfer(x: np.ndarray, truth: np.ndarray, band: tuple[float, float] = (0.2, 0.4),
+                axis: int | None = None) -> float:
     """Sharpness: signal gain ``sum Re(X T*) / sum |T|^2`` in ``band`` (cycles/voxel) over that gain at
     0.02-0.1 cycles/voxel, on the central 80%. 1: the truth's fine detail kept at its strength; < 1: blurred.
-    Unbiased by noise (uncorrelated with the truth), unlike the FSC invariant to any per-shell linear filter."""
+    Unbiased by noise (uncorrelated with the truth), unlike the FSC invariant to any per-shell linear filter.
+    ``axis``: only frequencies within ~25 degrees of that axis (detail across it: blur along it)."""
     from cryocare_torch.evaluate.metrics import region_slices
 
     box = region_slices(x.shape)
@@ -34,8 +36,10 @@ def hf_transfer(x: np.ndarray, truth: np.ndarray, band: tuple[float, float] = (0
     grids = np.meshgrid(*[np.fft.fftfreq(n) for n in a.shape[:-1]], np.fft.rfftfreq(a.shape[-1]), indexing="ij")
     k = np.sqrt(sum(g**2 for g in grids))
 
+    cone = np.abs(grids[axis]) > 0.9 * k if axis is not None else np.ones(k.shape, dtype=bool)
+
     def gain(lo: float, hi: float) -> float:
-        m = (k >= lo) & (k < hi)
+        m = (k >= lo) & (k < hi) & cone
         return float(np.real(fa[m] * np.conj(ft[m])).sum() / (np.abs(ft[m]) ** 2).sum())
 
     return gain(*band) / gain(0.02, 0.1)
@@ -57,8 +61,10 @@ def score2d(stack: np.ndarray, truth: np.ndarray, px: float) -> dict[str, float]
     curves = [fsc(s[box], t[box], voxel_size=px, mask="box", soft_edge=4) for s, t in zip(stack, truth, strict=True)]
     c = curves[0]
     mean = FSCResult(c.frequency_per_nm, np.mean([k.fsc for k in curves], axis=0), c.n_voxels_per_shell, px, c.shape)
-    scores = np.mean([(psnr(s, t), ssim(s, t), hf_transfer(s, t)) for s, t in zip(stack, truth, strict=True)], axis=0)
-    return {"psnr": float(scores[0]), "ssim": float(scores[1]), "res": mean.res_0_143, "hf": float(scores[2])}
+    scores = np.mean([(psnr(s, t), ssim(s, t), hf_transfer(s, t), hf_transfer(s, t, axis=1), hf_transfer(s, t, axis=0))
+                      for s, t in zip(stack, truth, strict=True)], axis=0)
+    return {"psnr": float(scores[0]), "ssim": float(scores[1]), "res": mean.res_0_143, "hf": float(scores[2]),
+            "hf_x": float(scores[3]), "hf_y": float(scores[4])}
 
 
 def aligned(stack: np.ndarray, xf: np.ndarray) -> np.ndarray:
