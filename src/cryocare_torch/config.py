@@ -29,7 +29,14 @@ class ModelConfig(_Section):
     depth: int = Field(2, ge=1, le=5, description="Number of down-sampling levels of the U-Net.")
     n_first: int = Field(16, ge=4, le=128, description="Feature channels at the first level (doubled per level).")
     kernel_size: int = Field(3, ge=3, le=7, description="Convolution kernel size (odd).")
-    residual: bool = Field(True, description="Add the input to the network output (learn a correction).")
+    residual: bool = Field(
+        False,
+        description=(
+            "Add the input to the network output (learn a correction). Off by default: at cryo-ET SNR (~0.05 per "
+            "voxel) a residual net starts at the identity and spends its budget unlearning the noise; on the "
+            "simulator a non-residual net reached 29.8 dB in 5 CPU-minutes vs 27.6 dB for a residual one in 15."
+        ),
+    )
     norm: Literal["none", "batch", "group"] = Field("none", description="Normalisation layer after each conv.")
     activation: Literal["relu", "leaky_relu"] = Field("relu", description="Activation after each conv.")
 
