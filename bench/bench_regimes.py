@@ -119,7 +119,13 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         restored = vol(p)
         rows2[k] = score2d(restored if k == "P2P-tap" else aligned(restored, xf), truth2, px)
     times["total"] = time.perf_counter() - t0
-    return {"match": match, "3d": rows3, "2d": rows2, "times_s": times, "voxel_size": px,
+    dirs = {"T2T-df": res / "t2t_df_model", "T2T-eoa": res / "t2t_eoa_model", "P2P-then-reconstruct": res / "p2p_rec"
+            / "TS_01_p2p_df_model"} | {k: res / f"{k}_model" for k in pairs2}
+    steps = {k: json.loads((d / "history.json").read_text())[-1]["steps"] for k, d in dirs.items()
+             if (d / "history.json").is_file()}  # optimisation steps the wall-time budget allowed
+    model = CryocareConfig().model  # the defaults every command above trained with
+    return {"match": match, "3d": rows3, "2d": rows2, "times_s": times, "voxel_size": px, "model": model.model_dump(),
+            "steps": steps,
             "partners": partner_offsets(sim, args.shape),
             "args": {k: v for k, v in vars(args).items() if k != "workdir"}}
 
@@ -128,7 +134,7 @@ def markdown(r: dict, cmd: str) -> str:
     a, t = r["args"], r["times_s"]
     if a["only"] == "2d":
         lines = [f"`{cmd}`: the 2D regimes again on data that drift {a['drift']:g} px per movie "
-                 f"(otherwise as above; {t['total'] / 60:.1f} min)."]
+                 f"(otherwise as above; {_unet(r)}; {t['total'] / 60:.1f} min)."]
         return _tables(r, lines, ("2d",))
     lines = [f"{time.strftime('%Y-%m-%d')}, `{cmd}`; total {t['total'] / 60:.1f} min on 2 shared CPU cores "
              f"(simulation {t['simulate']:.0f} s, prepare {t['prepare']:.0f} s).", "",
@@ -137,7 +143,7 @@ def markdown(r: dict, cmd: str) -> str:
              f"{a['n_frames']} frames per movie, 3 e/A^2 per tilt, physical contrast, drift path {a['drift']:g} px "
              "per movie, misalignment up to 3 px and 2+-0.5 deg, 10% gain. Training budget (`--max-minutes`): "
              f"{a['minutes_3d']:g} min per 3D regime (batches of 4 patches of 32^3), {a['minutes_2d']:g} min per "
-             "2D network (batches of 8 patches of 64^2); U-Net depth 2, 16 channels. Scores: affine-fitted "
+             f"2D network (batches of 8 patches of 64^2); {_unet(r)}. Scores: affine-fitted "
              "PSNR/SSIM on the central 80%, FSC-0.143 against the truth (box mask, 4-voxel cosine edge; in 2D of "
              "the tilts' mean FRC; lower nm = finer). HF transfer: the truth's detail at 0.2-0.4 cycles/voxel kept "
              "in the result, relative to 0.02-0.1 (1 = as sharp as the truth, < 1 = blurred; noise does not bias "
@@ -151,6 +157,11 @@ def markdown(r: dict, cmd: str) -> str:
     return _tables(r, lines, ("3d", "2d"))
 
 
+def _unet(r: dict) -> str:
+    m = r["model"]
+    return f"U-Net depth {m['depth']}, {m['n_first']} channels, {'residual' if m['residual'] else 'non-residual'}"
+
+
 def _tables(r: dict, lines: list[str], dims: tuple[str, ...]) -> str:
     t = r["times_s"]
     for dim, title, truth in (("3d", "3D (tomograms)", "noise-free reconstruction"),
@@ -160,11 +171,11 @@ def _tables(r: dict, lines: list[str], dims: tuple[str, ...]) -> str:
         xy = dim == "2d"
         lines += ["", f"{title}, against the {truth}:", "",
                   "| regime | PSNR (dB) | SSIM | FSC-0.143 (nm) | HF transfer "
-                  + ("| HF across tilt axis (x) | HF along it (y) " if xy else "") + "| train + restore (s) |",
-                  "|---|---|---|---|---|" + ("---|---|" if xy else "") + "---|"]
+                  + ("| HF across tilt axis (x) | HF along it (y) " if xy else "") + "| train + restore (s) | steps |",
+                  "|---|---|---|---|---|" + ("---|---|" if xy else "") + "---|---|"]
         lines += [f"| {k} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['res']:.2f} | {s['hf']:.2f} | "
                   + (f"{s['hf_x']:.2f} | {s['hf_y']:.2f} | " if xy else "") + (f"{t[k]:.0f} |" if k in t else "- |")
-                  for k, s in r[dim].items()]
+                  + f" {r['steps'].get(k, '-')} |" for k, s in r[dim].items()]
     s3, s2, p = r["3d"], r["2d"], r["partners"]
     lines += ["", f"Partner offsets in the 2D pairs: P2P-ip halves {p['ip_mean']:.2f} px apart on average (any "
               f"direction), each blurred by {p['ip_blur_rms']:.2f} px rms of unaligned drift; P2P-tap neighbours "
