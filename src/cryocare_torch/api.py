@@ -82,6 +82,7 @@ def train(
     config: CryocareConfig | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -89,8 +90,9 @@ def train(
     from .train import train as _train
 
     checked = validate_pairs(pairs)
-    result = _train(checked, Path(output_dir), config or CryocareConfig(), resume=resume, progress=progress, log=log)
-    return Path(getattr(result, "best", Path(output_dir) / "best.pt"))
+    result = _train(checked, Path(output_dir), config or CryocareConfig(), resume=resume, progress=progress, log=log,
+                    overwrite=overwrite)
+    return Path(result.best)
 
 
 def predict(
@@ -142,7 +144,7 @@ def denoise(
         factor = 3 if cfg.predict.write_halves else 1
         check_output(out, overwrite=overwrite, inputs=inputs, nbytes=4 * n_vox * factor)
     mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
-    best = train(checked, mdir, cfg, resume=resume, progress=progress, log=log)
+    best = train(checked, mdir, cfg, resume=resume, overwrite=overwrite and not resume, progress=progress, log=log)
     return [
         predict(best, even, odd, out, cfg, overwrite=overwrite, progress=progress, log=log)
         for out, (even, odd) in zip(outs, checked, strict=True)
