@@ -24,6 +24,7 @@ from cryocare_torch.simulate import (
     tilt_angles,
     write_dataset,
 )
+from cryocare_torch.simulate.ctf import ctf, electron_wavelength
 from cryocare_torch.simulate.phantom import COMPLEX, DECORATION, FILAMENT, ICE, ICE_POTENTIAL, MEMBRANE, Phantom
 
 TINY = dict(shape=(32, 64, 64), pixel_size=12.0, tilt_step=6.0, n_frames=4, n_complexes=10, n_membranes=1,
@@ -107,14 +108,25 @@ def test_dose_symmetric_order():
         acquisition_order(angles, "random")
 
 
-def test_ctf_and_exposure_filter():
-    from torch_ctf import calculate_ctf_1d
-
+def test_ctf_matches_torch_ctf():
+    torch_ctf = pytest.importorskip("torch_ctf", reason="torch-ctf is only in the [bench] extra")
     k, c = ctf_1d(64, 4.0, defocus_um=2.5, voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07)
-    ref = calculate_ctf_1d(defocus=2.5, voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.07,
-                           phase_shift=0.0, pixel_size=4.0, n_samples=64, oversampling_factor=1)
+    ref = torch_ctf.calculate_ctf_1d(defocus=2.5, voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.07,
+                                     phase_shift=0.0, pixel_size=4.0, n_samples=64, oversampling_factor=1)
     assert torch.allclose(c.float(), ref.float(), atol=1e-4)
+
+
+def test_ctf_analytic_zeros_and_exposure_filter():
+    # 300 kV electrons: lambda = 1.9687 pm (textbook value).
+    assert math.isclose(electron_wavelength(300.0), 0.019687, rel_tol=1e-4)
+    k, c = ctf_1d(64, 4.0, defocus_um=2.5, voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07)
     assert math.isclose(float(c[0]), 0.07, rel_tol=1e-6)
+    # Without Cs and amplitude contrast CTF = sin(pi lambda dz k^2): first maximum at chi = pi/2, first zero at pi.
+    lam, dz = electron_wavelength(300.0), 2.5e4
+    k0 = math.sqrt(1.0 / (lam * dz))
+    kk = torch.tensor([k0 / math.sqrt(2.0), k0], dtype=torch.float64)
+    pure = ctf(kk, defocus_um=2.5, voltage_kv=300.0, cs_mm=0.0, amplitude_contrast=0.0)
+    assert math.isclose(float(pure[0]), 1.0, abs_tol=1e-9) and abs(float(pure[1])) < 1e-9
     kk = torch.tensor([0.0, 0.05, 0.1])
     ne = critical_exposure(kk)
     assert math.isinf(float(ne[0])) and math.isclose(float(ne[2]), 0.245 * 0.1**-1.665 + 2.81, rel_tol=1e-6)
