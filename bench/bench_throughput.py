@@ -9,7 +9,12 @@ Measures, as ratios within the run (shared machines are noisy):
 * tiled prediction throughput (tomogram voxels/s) through ``predict_tensor``;
 * the PSNR difference between fp32 and bf16 prediction of the same (briefly trained) network.
 
-Usage: ``python bench/bench_throughput.py [--batch 8] [--patch 64] [--repeats 5] [--threads N]``
+On a CUDA GPU (``--device cuda``) the modes are fp32 (TF32 convolutions allowed, as cuDNN does by default), bf16 and
+fp16 autocast, all channels_last_3d with cuDNN autotuning; peak GPU memory is reported too, and ``--compile`` adds
+a ``torch.compile``-d U-Net training step.
+
+Usage: ``python bench/bench_throughput.py [--device auto|cpu|cuda] [--batch 8] [--patch 64] [--repeats 5]
+[--threads N] [--compile]``
 """
 
 from __future__ import annotations
@@ -26,15 +31,25 @@ from torch.utils.flop_counter import FlopCounterMode
 from cryocare_torch.config import ModelConfig
 from cryocare_torch.model import build_model
 from cryocare_torch.predict import predict_tensor
-from cryocare_torch.runtime import cpu_has_bf16, set_threads
+from cryocare_torch.runtime import cpu_has_bf16, resolve_device, set_threads
+
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def _timeit(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    fn()  # warm-up (oneDNN primitive creation)
+    fn()  # warm-up (oneDNN primitive creation / cuDNN autotuning)
+    fn()
     times = []
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
@@ -47,14 +62,18 @@ def _flops(fn) -> int:  # type: ignore[no-untyped-def]
 
 def _ctx(dtype: torch.dtype):  # type: ignore[no-untyped-def]
     if dtype == torch.float32:
-        return torch.autocast("cpu", enabled=False)
-    return torch.autocast("cpu", dtype=dtype)
+        return torch.autocast(DEVICE.type, enabled=False)
+    return torch.autocast(DEVICE.type, dtype=dtype)
+
+
+def _channels_last(dtype: torch.dtype) -> bool:
+    return DEVICE.type == "cuda" or dtype != torch.float32
 
 
 def conv_rate(batch: int, patch: int, channels: int, dtype: torch.dtype, repeats: int) -> float:
-    conv = torch.nn.Conv3d(channels, channels, 3, padding=1)
-    x = torch.randn(batch, channels, patch, patch, patch)
-    if dtype != torch.float32:
+    conv = torch.nn.Conv3d(channels, channels, 3, padding=1).to(DEVICE)
+    x = torch.randn(batch, channels, patch, patch, patch, device=DEVICE)
+    if _channels_last(dtype):
         conv = conv.to(memory_format=torch.channels_last_3d)
         x = x.to(memory_format=torch.channels_last_3d)
 
@@ -65,25 +84,28 @@ def conv_rate(batch: int, patch: int, channels: int, dtype: torch.dtype, repeats
     return _flops(step) / _timeit(step, repeats) / 1e9
 
 
-def unet_train_rate(batch: int, patch: int, n_first: int, dtype: torch.dtype, repeats: int) -> tuple[float, float]:
-    model = build_model(ModelConfig(n_first=n_first), ndim=3)
-    x = torch.randn(batch, 1, patch, patch, patch)
+def unet_train_rate(batch: int, patch: int, n_first: int, dtype: torch.dtype, repeats: int,
+                    compile_model: bool = False) -> tuple[float, float]:
+    model = build_model(ModelConfig(n_first=n_first), ndim=3).to(DEVICE)
+    x = torch.randn(batch, 1, patch, patch, patch, device=DEVICE)
     y = torch.randn_like(x)
-    if dtype != torch.float32:
+    if _channels_last(dtype):
         model = model.to(memory_format=torch.channels_last_3d)
         x = x.to(memory_format=torch.channels_last_3d)
         y = y.to(memory_format=torch.channels_last_3d)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    net = torch.compile(model) if compile_model else model
+    flops = _flops(lambda: torch.nn.functional.mse_loss(model(x).float(), y).backward()) if compile_model else 0
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with _ctx(dtype):
-            loss = torch.nn.functional.mse_loss(model(x).float(), y)
+            loss = torch.nn.functional.mse_loss(net(x).float(), y)
         loss.backward()
         opt.step()
 
     seconds = _timeit(step, repeats)
-    return _flops(step) / seconds / 1e9, x.numel() / seconds
+    return (flops or _flops(step)) / seconds / 1e9, x.numel() / seconds
 
 
 def main() -> None:
@@ -94,44 +116,63 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--volume", type=int, nargs=3, default=(64, 256, 256))
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    ap.add_argument("--compile", action="store_true", help="also time a torch.compile-d training step")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(args.device)
     threads = set_threads(args.threads)
     torch.manual_seed(0)
-    modes = [("fp32", torch.float32)] + ([("bf16+cl3d", torch.bfloat16)] if cpu_has_bf16() else [])
-    print(f"machine: {platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}, "
-          f"bf16 instructions: {cpu_has_bf16()}")
+    if DEVICE.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        modes = [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+        print(f"device: {torch.cuda.get_device_name(DEVICE)}, torch {torch.__version__}, "
+              f"cuDNN {torch.backends.cudnn.version()}")
+    else:
+        modes = [("fp32", torch.float32)] + ([("bf16+cl3d", torch.bfloat16)] if cpu_has_bf16() else [])
+        print(f"machine: {platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}, "
+              f"bf16 instructions: {cpu_has_bf16()}")
     rows = []
     for name, dtype in modes:
         conv = conv_rate(args.batch, args.patch, args.n_first, dtype, args.repeats)
         unet, vox = unet_train_rate(args.batch, args.patch, args.n_first, dtype, args.repeats)
         rows.append((name, conv, unet, vox))
+        if args.compile:
+            unet_c, vox_c = unet_train_rate(args.batch, args.patch, args.n_first, dtype, args.repeats, True)
+            rows.append((name + " compiled", conv, unet_c, vox_c))
 
     # prediction throughput and fp32-vs-bf16 agreement on a smooth test volume
-    model = build_model(ModelConfig(n_first=args.n_first), ndim=3).eval()
+    model = build_model(ModelConfig(n_first=args.n_first), ndim=3).to(DEVICE).eval()
     vol = torch.randn(*args.volume)
     vol = torch.nn.functional.avg_pool3d(vol[None, None], 5, 1, 2)[0, 0]
     preds, pred_rates = {}, {}
     for name, dtype in modes:
+        budget = 1.0 if DEVICE.type == "cpu" else 16.0
+        predict_tensor(model, vol[:16], dtype=dtype, memory_budget_gb=budget, device=DEVICE)  # warm-up
         t0 = time.perf_counter()
-        preds[name] = predict_tensor(model, vol, dtype=dtype, memory_budget_gb=1.0)
+        preds[name] = predict_tensor(model, vol, dtype=dtype, memory_budget_gb=budget, device=DEVICE)
         pred_rates[name] = vol.numel() / (time.perf_counter() - t0)
-    psnr_gap = float("nan")
-    if len(preds) == 2:
-        ref, other = preds["fp32"], preds["bf16+cl3d"]
+    gaps = {}
+    for name in list(preds)[1:]:
+        ref, other = preds["fp32"], preds[name]
         mse = float(torch.mean((ref - other) ** 2))
-        psnr_gap = 10 * np.log10(float(ref.max() - ref.min()) ** 2 / max(mse, 1e-20))
+        gaps[name] = 10 * np.log10(float(ref.max() - ref.min()) ** 2 / max(mse, 1e-20))
 
     print("\n| mode | plain Conv3d GFLOP/s | U-Net train GFLOP/s | fraction of Conv3d | train patch voxels/s "
           "| predict voxels/s |")
     print("|---|---|---|---|---|---|")
     for name, conv, unet, vox in rows:
-        print(f"| {name} | {conv:.1f} | {unet:.1f} | {unet / conv:.2f} | {vox / 1e6:.2f} M | "
-              f"{pred_rates[name] / 1e6:.2f} M |")
-    if len(rows) == 2:
-        print(f"\nbf16 / fp32 speed: Conv3d x{rows[1][1] / rows[0][1]:.2f}, "
-              f"U-Net training x{rows[1][3] / rows[0][3]:.2f}, "
-              f"prediction x{pred_rates['bf16+cl3d'] / pred_rates['fp32']:.2f}")
-        print(f"bf16 prediction vs fp32 of the same network: PSNR {psnr_gap:.1f} dB (agreement)")
+        rate = pred_rates.get(name)
+        pred = f"{rate / 1e6:.2f} M" if rate else "-"
+        print(f"| {name} | {conv:.1f} | {unet:.1f} | {unet / conv:.2f} | {vox / 1e6:.2f} M | {pred} |")
+    base = rows[0]
+    for name, conv, _unet, vox in rows[1:]:
+        pred = f", prediction x{pred_rates[name] / pred_rates['fp32']:.2f}" if name in pred_rates else ""
+        print(f"{name} / fp32 speed: Conv3d x{conv / base[1]:.2f}, U-Net training x{vox / base[3]:.2f}{pred}")
+    for name, gap in gaps.items():
+        print(f"{name} prediction vs fp32 of the same network: PSNR {gap:.1f} dB (agreement)")
+    if DEVICE.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(DEVICE) / 2**30:.2f} GiB")
     with open("/proc/loadavg") as fh:
         load = fh.read().split()[:3]
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load average {load}")

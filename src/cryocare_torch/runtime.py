@@ -86,6 +86,12 @@ def memory_format(ndim: int, device: torch.device) -> torch.memory_format:
     return torch.channels_last_3d if ndim == 3 else torch.channels_last
 
 
+def tune_backend(device: torch.device) -> None:
+    """On CUDA let cuDNN pick the fastest convolution algorithms (tile and patch shapes are fixed)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def describe(device: torch.device, dtype: torch.dtype) -> str:
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()

@@ -95,4 +95,4 @@ def main(args: Sequence[str], *, debug: bool = False) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run()
+    raise SystemExit(run())

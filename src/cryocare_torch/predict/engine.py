@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..runtime import autocast
+from ..runtime import autocast, memory_format, tune_backend
 from ..tiling import TileGrid, pad_end, plan_slabs
 
 ReadFn = Callable[[int, int], Sequence[torch.Tensor]]
@@ -48,10 +48,16 @@ class Forward:
         self.device = device
         self.dtype = dtype
         self.batch_size = max(1, int(batch_size))
+        self.fmt = memory_format(model_ndim, device)
+        self.model.to(memory_format=self.fmt)
+        tune_backend(device)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        inp = x.reshape(shape[0], 1, *shape[-self.model_ndim:]).to(self.device, non_blocking=True)
+        inp = x.reshape(shape[0], 1, *shape[-self.model_ndim:])
+        if self.device.type == "cuda":
+            inp = inp.pin_memory()
+        inp = inp.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
         with torch.inference_mode(), autocast(self.device, self.dtype):
             y = self.model(inp)
         if tuple(y.shape) != tuple(inp.shape):
