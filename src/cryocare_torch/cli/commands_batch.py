@@ -14,6 +14,7 @@ from typing import Annotated
 from cyclopts import Group, Parameter
 
 from ..errors import ConfigError
+from .commands_watch import WatchCliOptions
 from .main import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, build_config
 
@@ -71,7 +72,7 @@ class SlurmCliOptions:
 
 @app.command
 def batch(
-    inputs: list[str],
+    inputs: list[str] | None = None,
     *,
     model: Path,
     output_dir: Path,
@@ -83,6 +84,8 @@ def batch(
     sbatch_only: bool = False,
     submitit: bool = False,
     wait_minutes: float | None = None,
+    watch: Path | None = None,
+    watch_opts: WatchCliOptions | None = None,
     slurm_opts: SlurmCliOptions | None = None,
     predict_opts: PredictOptions | None = None,
     runtime: RuntimeOptions | None = None,
@@ -120,6 +123,8 @@ def batch(
         Submit the array through submitit (pip install 'cryocare-torch[cluster]') instead of sbatch.
     wait_minutes
         With --slurm: wait up to this long for the job, then report every task (default: return at once).
+    watch
+        Live mode instead of INPUTS: restore pairs as they appear in this folder (same as 'cryocare watch').
     """
     from ..batch import build_manifest, resolve_batch, run_all, write_manifest
     from ..io.atomic import atomic_write_text
@@ -129,6 +134,13 @@ def batch(
     if wait_minutes is not None and wait_minutes <= 0:
         raise ConfigError(f"--wait-minutes must be positive, not {wait_minutes}; leave it out to return at once")
     config = build_config(cfg, None, predict_opts, runtime)
+    if watch is not None:
+        if inputs or slurm or sbatch_only or submitit or wait_minutes is not None:
+            raise ConfigError("--watch FOLDER replaces INPUTS and runs here; drop the inputs and SLURM options")
+        from .commands_watch import run_watch
+
+        return run_watch(watch, output_dir, config, watch_opts, model=model, suffix=suffix, overwrite=overwrite)
+    inputs = inputs or []
     slurm_options = (slurm_opts or SlurmCliOptions()).to_options() if (slurm or sbatch_only or submitit) else None
     items = resolve_batch(inputs, output_dir, suffix, project_dir)
     manifest = build_manifest(items, model, config, overwrite=overwrite, log=_log)

@@ -39,7 +39,7 @@ app = App(
 def _register() -> None:
     from . import commands_core  # noqa: F401  (registers commands on import)
 
-    for optional in ("commands_eval", "commands_prepare", "commands_batch"):
+    for optional in ("commands_eval", "commands_prepare", "commands_batch", "commands_watch"):
         try:
             __import__(f"{__package__}.{optional}")
         except ModuleNotFoundError as exc:  # a command group not built yet

@@ -1,0 +1,130 @@
+"""Live mode: ``cryocare watch FOLDER`` (also ``cryocare batch --watch FOLDER``)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from cyclopts import Group, Parameter
+
+from ..config import CryocareConfig
+from ..errors import CryocareError
+from .main import app
+from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
+
+G_WATCH = Group("Live mode", sort_key=5)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@Parameter(name="*", group=G_WATCH)
+@dataclass
+class WatchCliOptions:
+    interval: float = 10.0
+    "Seconds between scans; a file is used once unchanged for this long and as large as its header says."
+    max_idle_minutes: float | None = None
+    "Stop after this long without a new pair or a growing file (default: run until Ctrl-C)."
+    max_pairs: int | None = None
+    "Stop after this many pairs were restored (or failed) in this run."
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: finish the current pair, then stop with a summary; a second one stops at once (the
+    partial output is removed). SIGTERM (SLURM, kill) stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_int(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        _log("stopping after the current pair (Ctrl-C again to stop at once)")
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_watch(folder: Path, output_dir: Path, config: CryocareConfig, opts: WatchCliOptions | None, **kw: Any) -> int:
+    """Run the watch, print the summary; failed pairs give the first failure's exit code, Ctrl-C twice 130."""
+    from ..watch import watch as _watch
+    from .main import EXIT_INTERRUPTED
+
+    opts = opts or WatchCliOptions()
+    stop = threading.Event()
+    with _stop_on_ctrl_c(stop):
+        summary = _watch(folder, output_dir, config, interval=opts.interval, max_idle_minutes=opts.max_idle_minutes,
+                         max_pairs=opts.max_pairs, progress=sys.stderr.isatty(), stop=stop, log=_log, **kw)
+    print(summary.line())
+    if summary.reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.failed:
+        name, why = next(iter(summary.failed.items()))
+        raise CryocareError(f"{len(summary.failed)} pair(s) failed (first: {name}: {why}); fix them (changed files "
+                            "are retried) and rerun the same command")
+    return 0
+
+
+@app.command
+def watch(
+    folder: Path,
+    *,
+    output_dir: Annotated[Path, Parameter(name=["--output-dir", "--output"])],
+    model: Path | None = None,
+    train_after: int | None = None,
+    model_dir: Path | None = None,
+    suffix: str = "_denoised",
+    overwrite: bool = False,
+    watch_opts: WatchCliOptions | None = None,
+    train_opts: TrainOptions | None = None,
+    predict_opts: PredictOptions | None = None,
+    runtime: RuntimeOptions | None = None,
+    cfg: ConfigOptions | None = None,
+) -> int:
+    """Live mode: restore each even/odd pair as it appears in FOLDER (the microscope keeps acquiring).
+
+    Files still being written are waited for; complete outputs are skipped, so a restarted watch continues
+    where it stopped. Ctrl-C stops after the current pair. Example:
+    cryocare watch frames/reconstructions --output denoised --model model/best.pt --max-idle-minutes 60
+
+    Parameters
+    ----------
+    folder
+        Folder the pairs appear in: x_even/x_odd, x_EVN_Vol/x_ODD_Vol, x_half1/x_half2 files, or even/ and odd/
+        sub-folders with the same file names.
+    output_dir
+        Folder for the restored tomograms, NAME_denoised.mrc (see --suffix).
+    model
+        Trained model (best.pt or its folder) to restore every pair with.
+    train_after
+        Without --model: train once on the first N pairs that arrive (training options apply), then restore
+        those and every later pair with that model.
+    model_dir
+        Where --train-after trains (default OUTPUT_DIR/cryocare_watch_model); a restarted watch reuses the
+        model there, or continues its interrupted training.
+    suffix
+        Appended to each pair's name to form its output file name.
+    overwrite
+        Redo outputs that are already complete.
+    """
+    config = build_config(cfg, train_opts, predict_opts, runtime)
+    return run_watch(folder, output_dir, config, watch_opts, model=model, train_after=train_after,
+                     model_dir=model_dir, suffix=suffix, overwrite=overwrite)
