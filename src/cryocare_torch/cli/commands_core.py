@@ -87,10 +87,12 @@ def train(
         Continue from model_dir/last.pt with its optimiser, schedule and random state.
     """
     from .. import api
+    from ..train.distributed import is_main_process
 
     config = build_config(cfg, train_opts, None, runtime)
     best = api.train(_pairs(even, odd), model_dir, config, resume=resume, log=_log)
-    print(f"best model: {best}")
+    if is_main_process():  # under torchrun only rank 0 reports
+        print(f"best model: {best}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 Writes ``best.pt`` (lowest validation loss), ``last.pt`` (resumable; every epoch, every
 ``checkpoint_every_minutes`` and on SIGINT/SIGTERM) and ``history.json`` into the model folder.
+Under ``torchrun`` the processes share each batch (DistributedDataParallel, see :mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from ..errors import CheckpointError, ConfigError
 from ..io.atomic import atomic_write_json
 from ..model import build_model
 from ..patches import build_patch_data
-from ..runtime import autocast, describe, memory_format, resolve_device, resolve_dtype, set_threads
+from ..runtime import autocast, describe, memory_format, resolve_dtype
 from .batches import train_batches, val_batches
 from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
+from .distributed import Ranks, preflight, session
 from .inputs import open_mask, open_pairs
 from .result import TrainResult
 from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
@@ -52,7 +54,8 @@ def train(
     optimiser, schedule and random state; explicitly set options such as ``epochs`` or ``max_minutes``
     may change, settings that define the model or the data may not (:class:`ConfigError`). ``max_minutes``
     counts the training time of all runs together. On SIGINT/SIGTERM the current step is finished,
-    ``last.pt`` is written and :class:`KeyboardInterrupt` is raised.
+    ``last.pt`` is written and :class:`KeyboardInterrupt` is raised. Under ``torchrun`` (``WORLD_SIZE`` > 1)
+    each process trains on its share of every batch and only rank 0 logs and writes files.
     """
     log = log or _logger.info
     out = Path(output_dir)
@@ -72,7 +75,8 @@ def train(
     if raw is not None and int(raw["ndim"]) != ndim:
         raise CheckpointError(f"checkpoint is a {raw['ndim']}D model but the data are {ndim}D", out / "last.pt")
     tc, pc = cfg.train, cfg.patches
-    patch_size = pc.resolved_patch_size(ndim, resolve_device(tc.device).type)
+    device_type = preflight(tc.device, tc.batch_size).type  # device and torchrun errors before loading data
+    patch_size = pc.resolved_patch_size(ndim, device_type)
     if patch_size % 2**cfg.model.depth:
         raise ConfigError(
             f"patches.patch_size {patch_size} must be a multiple of 2**model.depth = {2**cfg.model.depth}"
@@ -95,30 +99,25 @@ def train(
         cache_gb=pc.cache_gb,
     )
     norm = normalization_dict(data.stats, opened)
-    device = resolve_device(tc.device)
-    dtype = resolve_dtype(tc.precision, device)
-    threads_before = torch.get_num_threads()
-    if device.type == "cpu":
-        set_threads(tc.num_threads)
-    try:
+    with session(tc.device, tc.num_threads, log) as ranks:  # torchrun's process group; CPU threads
+        log, progress = (log, progress) if ranks.main else ((lambda _m: None), False)
+        device, dtype = ranks.device, resolve_dtype(tc.precision, ranks.device)
         n_val = len(data.val) if data.val is not None else 0
         where = "in memory (float16)" if data.train.cached else "read from the inputs per batch"
-        run = _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log)  # restores a checkpoint first
+        run = _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log, ranks)  # restores a checkpoint first
         log(f"{len(opened)} pair(s): {len(data.train)} training / {n_val} validation patches of "
             f"{patch_size}^{ndim} voxels, {where}; {describe(device, dtype)}")
         return run.run()
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 class _Run:
     """State of one training run (fresh or resumed)."""
 
-    def __init__(self, cfg, ndim, data, norm, device, dtype, out, raw, progress, log) -> None:  # noqa: ANN001
+    def __init__(self, cfg, ndim, data, norm, device, dtype, out, raw, progress, log, ranks: Ranks) -> None:  # noqa: ANN001
         self.cfg, self.ndim, self.data, self.norm = cfg, ndim, data, norm
         self.device, self.dtype, self.out, self.progress, self.log = device, dtype, out, progress, log
         tc = cfg.train
-        self.batch = tc.batch_size
+        self.ranks, self.batch, self.local = ranks, tc.batch_size, ranks.local_batch(tc.batch_size)
         self.spe = tc.steps_per_epoch or max(1, len(data.train) // self.batch)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)
@@ -138,7 +137,8 @@ class _Run:
         self.best: float | None = None
         if raw is not None:
             self._restore(raw)
-        self.net = torch.compile(self.model) if tc.compile and device.type == "cuda" else self.model
+        net = torch.compile(self.model) if tc.compile and device.type == "cuda" else self.model
+        self.net = ranks.wrap(net, log)  # DistributedDataParallel under torchrun
 
     def _restore(self, raw: dict[str, Any]) -> None:
         try:
@@ -166,6 +166,8 @@ class _Run:
         return self.elapsed0 + time.monotonic() - self.t0
 
     def save(self, name: str) -> Path:
+        if not self.ranks.main:
+            return self.out / name
         return save_checkpoint(
             self.out / name, model=self.model, config=self.cfg, ndim=self.ndim, normalization=self.norm,
             optimizer=self.optimizer, scheduler=self.schedule, scaler=self.scaler, epoch=self.epoch,
@@ -181,12 +183,12 @@ class _Run:
         with autocast(self.device, self.dtype):
             out = self.net(self._to(inp))
         loss = F.mse_loss(out.float(), self._to(tgt).float())
+        value, self.signum = self.ranks.step_sync(float(loss.item()), self.stop.signum)  # all ranks agree
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            return float(loss.item())
-        value = float(loss.item())
+            return value
         if not math.isfinite(value):
             raise ConfigError(
                 f"training diverged (loss {value}) at step {self.step}; lower train.learning_rate "
@@ -200,14 +202,16 @@ class _Run:
     def validate(self) -> float | None:
         if self.data.val is None:
             return None
-        self.net.eval()
+        net = self.ranks.inner(self.net)  # this rank's share of the batches; sums all-reduced
+        net.eval()
         total, count = 0.0, 0
-        for inp, tgt in val_batches(self.data.val, self.batch):
+        for inp, tgt in val_batches(self.data.val, self.local, self.ranks.part):
             with autocast(self.device, self.dtype):
-                out = self.net(self._to(inp))
+                out = net(self._to(inp))
             total += float(F.mse_loss(out.float(), self._to(tgt).float(), reduction="sum").item())
             count += tgt.numel()
-        self.net.train()
+        net.train()
+        total, count = self.ranks.sum(total, count)
         return total / max(count, 1)
 
     def run(self) -> TrainResult:
@@ -216,23 +220,24 @@ class _Run:
         every = tc.checkpoint_every_minutes * 60
         self.t0 = last_save = time.monotonic()
         val_time, step_s, stop_reason = 0.0, 0.0, "epochs"
-        n_val_batches = -(-len(self.data.val) // self.batch) if self.data.val is not None else 0
+        n_val_batches = -(-len(self.data.val) // (self.local * self.ranks.world)) if self.data.val else 0
         self.net.train()
-        with stop_requests() as stop:
+        with stop_requests() as self.stop:
             while self.epoch < tc.epochs:
                 t_epoch = time.monotonic()
                 timed_out = False
                 bar = tqdm(total=self.spe, initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{tc.epochs}",
                            disable=not self.progress, leave=False, dynamic_ncols=True)
                 batches = train_batches(self.data.train, epoch=self.epoch, batch_size=self.batch, steps=self.spe,
-                                        seed=tc.seed, augment=self.cfg.patches.augment, start=self.epoch_step)
+                                        seed=tc.seed, augment=self.cfg.patches.augment, start=self.epoch_step,
+                                        part=self.ranks.part)
                 for inp, tgt in batches:
-                    # stop before a step that would not leave time to validate within the budget
+                    # stop before a step that would not leave time to validate within the budget (rank 0's clock)
                     reserve = step_s + (val_time or n_val_batches * step_s / 3)
-                    if budget is not None and self.elapsed() + reserve >= budget:
-                        timed_out = True
+                    now, timed_out = self.ranks.clock(self.elapsed(), reserve, budget)
+                    if timed_out:
                         break
-                    self.schedule.step_update(self.step, self.elapsed())
+                    self.schedule.step_update(self.step, now)
                     t_step = time.monotonic()
                     loss = self.train_step(inp, tgt)
                     dt = time.monotonic() - t_step
@@ -243,10 +248,11 @@ class _Run:
                     self.loss_n += 1
                     bar.update()
                     bar.set_postfix(loss=f"{self.loss_sum / self.loss_n:.4f}", lr=f"{self.schedule.lr:.1e}")
-                    if stop.signum:
+                    if self.ranks.stopping(self.signum, self.stop.signum):
                         bar.close()
                         self.save("last.pt")
-                        self.log(f"stopped by signal {stop.signum} at step {self.step}; "
+                        self.ranks.barrier()  # no rank exits (which would end the others) before last.pt is written
+                        self.log(f"stopped by signal {self.signum or self.stop.signum} at step {self.step}; "
                                  f"{self.out / 'last.pt'} written, continue with --resume")
                         raise KeyboardInterrupt
                     if time.monotonic() - last_save >= every:
@@ -286,7 +292,8 @@ class _Run:
         if improved or not (self.out / "best.pt").exists():
             self.save("best.pt")
         self.save("last.pt")
-        atomic_write_json(self.out / "history.json", self.history)
+        if self.ranks.main:
+            atomic_write_json(self.out / "history.json", self.history)
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         self.log(f"epoch {entry['epoch']}/{self.cfg.train.epochs}: train {fmt(train_loss)}, val {fmt(val_loss)}, "
                  f"lr {entry['lr']:.2e}, {time_s:.0f} s{' (best)' if improved else ''}")
