@@ -67,3 +67,18 @@ def test_invalid_arguments() -> None:
         UNet(4)
     with pytest.raises(ValueError):
         UNet(3, kernel_size=4)
+
+
+def test_gaussian_skip_untrained_model_is_exactly_the_gaussian_filter() -> None:
+    from cryocare_torch.filters import gaussian_smooth
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 16, 24, 32)
+    model = build_model(ModelConfig(skip_sigma=(1.0, 1.5, 1.5)), ndim=3)
+    with torch.no_grad():
+        assert torch.equal(model(x), gaussian_smooth(x, (1.0, 1.5, 1.5)))
+    # residual wins over the Gaussian skip; no widths means no skip
+    assert build_model(ModelConfig(residual=True, skip_sigma=(1.0, 1.0, 1.0)), ndim=3).skip_sigma is None
+    assert build_model(ModelConfig(gaussian_skip=False, skip_sigma=(1.0, 1.0, 1.0)), ndim=3).skip_sigma is None
+    with pytest.raises(ValueError, match="2 widths"):
+        build_model(ModelConfig(skip_sigma=(1.0, 1.0, 1.0)), ndim=2)

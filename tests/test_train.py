@@ -36,7 +36,7 @@ def _cfg(**train: object) -> CryocareConfig:
     t = {"epochs": 2, "batch_size": 4, "steps_per_epoch": 5, "precision": "fp32", "num_threads": 1,
          "learning_rate": 3e-3, **train}
     return CryocareConfig.model_validate(
-        {"model": {"n_first": 4}, "patches": {"patch_size": 16, "n_patches": 40}, "train": t}
+        {"model": {"n_first": 4, "gaussian_skip": False}, "patches": {"patch_size": 16, "n_patches": 40}, "train": t}
     )
 
 
@@ -180,3 +180,29 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(tmp_path / "newer.pt")
     assert load_checkpoint(tmp_path / "m").path.name == "best.pt"  # a folder means its best.pt
+
+
+def test_gaussian_skip_widths_are_chosen_by_the_n2n_loss_and_travel_in_the_checkpoint(tmp_path: Path) -> None:
+    from cryocare_torch.filters import gaussian_smooth
+    from cryocare_torch.train.smoothing import SIGMAS_XY, SIGMAS_Z
+
+    clean, even, odd = _data(seed=3)
+    cfg = _cfg(epochs=1, steps_per_epoch=2)
+    cfg.model.gaussian_skip = True
+    res = train([(even, odd)], tmp_path / "m", cfg, progress=False)
+    ck = load_checkpoint(res.best)
+    sigma = ck.config.model.skip_sigma
+    assert sigma is not None and len(sigma) == 3 and sigma[0] in SIGMAS_Z and sigma[1] == sigma[2] in SIGMAS_XY
+    assert ck.model.skip_sigma == sigma
+    # the self-tuned widths are (near) the best ones against the clean truth, which the search never saw
+    c, a, b = (torch.from_numpy(v.astype(np.float64)) for v in (clean, even, odd))
+
+    def mse_to_truth(s: tuple[float, ...]) -> float:
+        return float(((gaussian_smooth(a, s) - c)[4:-4, 4:-4, 4:-4] ** 2).mean())
+
+    oracle = min(mse_to_truth((z, xy, xy)) for z in SIGMAS_Z for xy in SIGMAS_XY)
+    assert mse_to_truth(sigma) < 1.15 * oracle < 0.25 * float(((a - c) ** 2).mean())
+    # a wrong number of explicit widths is a one-line configuration error
+    cfg.model.skip_sigma = (1.0, 1.0)
+    with pytest.raises(ConfigError, match="3 widths"):
+        train([(even, odd)], tmp_path / "m2", cfg, progress=False)

@@ -10,17 +10,22 @@ Layout, per level ``i`` with ``c_i = n_first * 2**i`` channels:
 * decoder: nearest 2x up-sampling, concatenation with the skip, two convs (the second one halves the
   channels so that the next concatenation is again ``2 c_i`` wide - cheap at full resolution);
 * a *linear* 1x1 conv to one channel; with ``residual`` the input is added (the network learns a
-  correction to the noisy half, which makes an untrained net start at the identity-ish).
+  correction to the noisy half, which makes an untrained net start at the identity-ish);
+* with ``skip_sigma`` (and no ``residual``) a Gaussian-smoothed input is added instead and the last conv
+  starts at zero, so the untrained net *is* that Gaussian filter and learns a correction to it. The
+  widths come from the data (:mod:`cryocare_torch.train.smoothing`) and travel in the checkpoint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
 from .config import ModelConfig
+from .filters import gaussian_smooth
 
 Norm = Literal["none", "batch", "group"]
 Activation = Literal["relu", "leaky_relu"]
@@ -76,6 +81,7 @@ class UNet(nn.Module):
         residual: bool = True,
         norm: Norm = "none",
         activation: Activation = "relu",
+        skip_sigma: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if ndim not in (2, 3):
@@ -101,6 +107,12 @@ class UNet(nn.Module):
             ConvBlock(ndim, 2 * ch[i], ch[i], ch[max(i - 1, 0)], *args) for i in reversed(range(depth))
         )
         self.last = _conv(ndim)(ch[0], 1, 1)
+        self.skip_sigma = None if residual or skip_sigma is None else tuple(float(v) for v in skip_sigma)
+        if self.skip_sigma is not None:
+            if len(self.skip_sigma) != ndim:
+                raise ValueError(f"skip_sigma needs {ndim} widths, got {self.skip_sigma}")
+            nn.init.zeros_(self.last.weight)
+            nn.init.zeros_(self.last.bias)
 
     @property
     def size_multiple(self) -> int:
@@ -126,6 +138,8 @@ class UNet(nn.Module):
         out = self.last(h)
         if self.residual:  # in the input's precision (float32 under bf16 autocast): keeps fine detail
             out = out.to(x.dtype) + x
+        elif self.skip_sigma is not None:
+            out = out.to(x.dtype) + gaussian_smooth(x, self.skip_sigma)
         return out
 
 
@@ -139,6 +153,7 @@ def build_model(cfg: ModelConfig, ndim: int) -> UNet:
         residual=cfg.residual,
         norm=cfg.norm,
         activation=cfg.activation,
+        skip_sigma=cfg.skip_sigma if cfg.gaussian_skip else None,
     )
 
 

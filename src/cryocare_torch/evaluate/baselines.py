@@ -21,7 +21,11 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..filters import gaussian_smooth, symmetric_index
 from .metrics import ArrayLike, Region, as_tensor, like, psnr
+
+__all__ = ["best_gaussian", "best_median", "best_nad", "best_perona_malik", "gaussian_filter", "gaussian_smooth",
+           "median_filter", "symmetric_index"]
 
 
 def _spatial(x: torch.Tensor, ndim: int | None) -> int:
@@ -36,35 +40,6 @@ def _per_axis(value: float | Sequence[float], nd: int, name: str) -> list[float]
     if len(vals) != nd or any(not math.isfinite(v) or v < 0 for v in vals):
         raise ConfigError(f"{name} must be >= 0, one value or one per axis ({nd}), got {value!r}")
     return vals
-
-
-def symmetric_index(n: int, pad: int, device: torch.device | None = None) -> torch.Tensor:
-    """Indices ``-pad .. n+pad-1`` folded into ``[0, n)`` by half-sample symmetric reflection."""
-    i = torch.arange(-pad, n + pad, device=device) % (2 * n)
-    return torch.where(i >= n, 2 * n - 1 - i, i)
-
-
-def gaussian_smooth(t: torch.Tensor, sigma: Sequence[float], truncate: float = 4.0) -> torch.Tensor:
-    """Tensor core of :func:`gaussian_filter`: smooth the last ``len(sigma)`` axes of a float tensor
-    (leading axes are a batch). Separable; each pass is a sum of shifted copies of the padded array,
-    which beats ``conv1d``/``conv3d`` with one channel on CPU and runs unchanged on GPU."""
-    nd = len(sigma)
-    out = t
-    for k, s in enumerate(sigma):
-        if s <= 0:
-            continue
-        axis = t.ndim - nd + k
-        radius = max(1, int(truncate * s + 0.5))
-        xs = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        weights = torch.exp(-0.5 * (xs / s) ** 2)
-        weights = (weights / weights.sum()).tolist()
-        n = out.shape[axis]
-        padded = out.index_select(axis, symmetric_index(n, radius, t.device))
-        acc = padded.narrow(axis, 0, n) * weights[0]
-        for i in range(1, 2 * radius + 1):
-            acc.add_(padded.narrow(axis, i, n), alpha=weights[i])
-        out = acc
-    return out
 
 
 def gaussian_filter(x: ArrayLike, sigma: float | Sequence[float], *, truncate: float = 4.0) -> ArrayLike:

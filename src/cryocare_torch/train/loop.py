@@ -33,6 +33,7 @@ from .result import TrainResult
 from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
 from .schedule import LRSchedule
 from .signals import stop_requests
+from .smoothing import resolve_skip
 
 _logger = logging.getLogger("cryocare_torch.train")
 Source = str | Path | np.ndarray
@@ -101,6 +102,7 @@ def train(
     norm = normalization_dict(data.stats, opened)
     with session(tc.device, tc.num_threads, log) as ranks:  # torchrun's process group; CPU threads
         log, progress = (log, progress) if ranks.main else ((lambda _m: None), False)
+        cfg = resolve_skip(cfg, data.train, ndim, log) if raw is None else cfg  # Gaussian skip widths
         device, dtype = ranks.device, resolve_dtype(tc.precision, ranks.device)
         n_val = len(data.val) if data.val is not None else 0
         where = "in memory (float16)" if data.train.cached else "read from the inputs per batch"

@@ -1,0 +1,39 @@
+"""Small tensor filters shared by the model (its Gaussian skip) and the baselines.
+
+Pure functions on float tensors; leading axes are a batch, the last ``len(sigma)`` axes are filtered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def symmetric_index(n: int, pad: int, device: torch.device | None = None) -> torch.Tensor:
+    """Indices ``-pad .. n+pad-1`` folded into ``[0, n)`` by half-sample symmetric reflection."""
+    i = torch.arange(-pad, n + pad, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def gaussian_smooth(t: torch.Tensor, sigma: Sequence[float], truncate: float = 4.0) -> torch.Tensor:
+    """Tensor core of :func:`gaussian_filter`: smooth the last ``len(sigma)`` axes of a float tensor
+    (leading axes are a batch). Separable; each pass is a sum of shifted copies of the padded array,
+    which beats ``conv1d``/``conv3d`` with one channel on CPU and runs unchanged on GPU."""
+    nd = len(sigma)
+    out = t
+    for k, s in enumerate(sigma):
+        if s <= 0:
+            continue
+        axis = t.ndim - nd + k
+        radius = max(1, int(truncate * s + 0.5))
+        xs = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        weights = torch.exp(-0.5 * (xs / s) ** 2)
+        weights = (weights / weights.sum()).tolist()
+        n = out.shape[axis]
+        padded = out.index_select(axis, symmetric_index(n, radius, t.device))
+        acc = padded.narrow(axis, 0, n) * weights[0]
+        for i in range(1, 2 * radius + 1):
+            acc.add_(padded.narrow(axis, i, n), alpha=weights[i])
+        out = acc
+    return out
