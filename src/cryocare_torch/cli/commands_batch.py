@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -17,12 +16,10 @@ from ..errors import ConfigError
 from .commands_watch import WatchCliOptions
 from .main import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, build_config
+from .options import log_stderr as _log
 
 G_SLURM = Group("SLURM (with --slurm)", sort_key=50)
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +12,7 @@ from ..config import config_to_dict
 from ..errors import ConfigError
 from .main import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .options import log_stderr as _log
 
 
 def _pairs(even: list[Path], odd: list[Path]) -> list[tuple[Path, Path]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,13 +10,11 @@ from cyclopts import Group, Parameter
 
 from ..errors import ConfigError
 from .main import app
+from .options import log_stderr as _log
 
 G_EVAL = Group("Evaluation", sort_key=15)
 G_HW = Group("Hardware", sort_key=40)
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @Parameter(name="*", group=G_EVAL)

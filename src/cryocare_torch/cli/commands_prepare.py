@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -10,12 +9,8 @@ from cyclopts import App
 
 from .main import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
+from .options import log_stderr as _log
 from .prepare_options import AlignOptions, RawOptions, ReconOptions, report_pair
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
 
 prepare_app = App(
     name="prepare",

@@ -17,12 +17,10 @@ from ..config import CryocareConfig
 from ..errors import CryocareError
 from .main import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
+from .options import log_stderr as _log
 
 G_WATCH = Group("Live mode", sort_key=5)
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @Parameter(name="*", group=G_WATCH)
