@@ -273,3 +273,20 @@ def test_files_with_a_real_checkpoint_file(tmp_path: Path, pair, capsys) -> None
     assert any(line.startswith("tiles ") for line in logs)
     with pytest.raises(OutputError, match="same as an input"):
         predict_files(ckpt, even, odd, ckpt, PredictConfig(device="cpu"), overwrite=True, progress=False)
+
+
+def test_gaussian_skip_model_has_no_seams_and_overlap_covers_its_halo() -> None:
+    from cryocare_torch.config import ModelConfig
+    from cryocare_torch.filters import gaussian_smooth
+    from cryocare_torch.model import build_model
+    from cryocare_torch.predict.memory import model_halo
+
+    torch.manual_seed(0)
+    vol = torch.randn(40, 96, 96)
+    model = build_model(ModelConfig(skip_sigma=(3.0, 3.0, 3.0)), ndim=3).eval()  # untrained: exactly the filter
+    assert model_halo(model) == 12
+    plan = choose_tiling((40, 96, 96), 4, 100.0, 2**30, tile_size=48, min_overlap=model_halo(model))
+    assert plan.overlap == 12 and plan.halved(4).overlap == 12  # also after an out-of-memory retry
+    ref = gaussian_smooth(vol, (3.0, 3.0, 3.0))
+    out = predict_tensor(model, vol, tile_size=64, dtype=torch.float32)
+    assert float((out - ref).pow(2).mean().sqrt()) < 0.01 * float(ref.std())

@@ -19,6 +19,7 @@ from .memory import (
     bytes_per_voxel,
     choose_tiling,
     device_budget_bytes,
+    model_halo,
     size_multiple,
     slab_bytes_per_section,
 )
@@ -158,7 +159,7 @@ def predict_arrays(
         spatial, m, bytes_per_voxel(model, dt), device_budget_bytes(dev, memory_budget_gb),
         slab_bytes_per_z=slab_bytes_per_section(shape3, 1 if average else len(vols)),
         host_budget_bytes=None if dev.type == "cpu" else int(memory_budget_gb * 2**30),
-        tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+        tile_size=tile_size, overlap=overlap, batch_size=batch_size, min_overlap=model_halo(model),
     )
     model = model.to(dev).eval()
 

@@ -29,6 +29,7 @@ from .memory import (
     bytes_per_voxel,
     choose_tiling,
     device_budget_bytes,
+    model_halo,
     size_multiple,
     slab_bytes_per_section,
 )
@@ -173,7 +174,7 @@ def predict_files(
         spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
         slab_bytes_per_z=slab_bytes_per_section(shape3, 2 if cfg.write_halves else 1),
         host_budget_bytes=None if device.type == "cpu" else int(cfg.memory_budget_gb * 2**30),
-        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size,
+        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size, min_overlap=model_halo(model),
     )
     if plan.over_budget:
         log(f"warning: even {plan.tile}-voxel tiles need more than --memory-budget {cfg.memory_budget_gb} GB "

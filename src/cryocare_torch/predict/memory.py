@@ -66,14 +66,28 @@ class TilePlan:
     auto_overlap: bool = True
     over_budget: bool = False
     """True when even the smallest tile exceeds the budget (the caller should say so)."""
+    min_overlap: int = 0
+    """The model's halo (e.g. the radius of its Gaussian skip): an automatic overlap is never smaller."""
 
     def halved(self, multiple: int) -> TilePlan | None:
         """Half the tile (for a retry after running out of GPU memory); None when already minimal."""
         tile = max(multiple, round_down(self.tile // 2, multiple))
         if tile >= self.tile:
             return None
-        overlap = tile // 4 if self.auto_overlap else min(self.overlap, tile // 2)
-        return TilePlan(tile, overlap, 1, self.auto_overlap)
+        overlap = auto_overlap(tile, self.min_overlap) if self.auto_overlap else min(self.overlap, tile // 2)
+        return TilePlan(tile, overlap, 1, self.auto_overlap, min_overlap=self.min_overlap)
+
+
+def auto_overlap(tile: int, min_overlap: int = 0) -> int:
+    """A quarter of the tile, at least ``min_overlap`` (the model's halo), at most half the tile."""
+    return max(tile // 4, min(int(min_overlap), tile // 2))
+
+
+def model_halo(model: nn.Module) -> int:
+    """Voxels near a tile edge that depend on data beyond it, beyond what the U-Net's zero padding gives:
+    the radius (4 sigma) of a Gaussian skip. Tiles overlap by at least this much."""
+    sigma = getattr(model, "skip_sigma", None)
+    return math.ceil(4 * max(sigma)) if sigma else 0
 
 
 def slab_bytes_per_section(spatial_shape: Sequence[int], n_accumulators: int) -> float:
@@ -93,6 +107,7 @@ def choose_tiling(
     tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int | None = None,
+    min_overlap: int = 0,
 ) -> TilePlan:
     """The largest tile (a multiple of ``multiple``, capped by the data) and batch within the budget.
 
@@ -127,7 +142,7 @@ def choose_tiling(
             tile -= multiple
         over = not fits(tile)
     if overlap is None:
-        ov = tile // 4
+        ov = auto_overlap(tile, min_overlap)
     else:
         ov = int(overlap)
         if ov >= tile:
@@ -139,4 +154,4 @@ def choose_tiling(
         batch = min(max(1, int(room // max(1.0, tile_vox(tile) * bytes_per_vox))), MAX_BATCH)
     else:
         batch = int(batch_size)
-    return TilePlan(tile, ov, batch, overlap is None, over)
+    return TilePlan(tile, ov, batch, overlap is None, over, min_overlap)
