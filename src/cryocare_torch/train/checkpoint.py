@@ -28,6 +28,7 @@ Only plain Python values and tensors are stored, so loading never needs to unpic
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import random
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ def save_checkpoint(
     """Write a checkpoint atomically (the previous file stays intact until the new one is complete)."""
     state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
     ckpt = {
+        "checksums": tensor_checksums(state),
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": str(__version__),
@@ -134,6 +136,29 @@ def save_checkpoint(
         "best_val_loss": None if best_val_loss is None else float(best_val_loss),
     }
     return atomic_torch_save(ckpt, path)
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def tensor_checksums(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """SHA-256 of every weight tensor's bytes: flipped bits inside a tensor load silently otherwise."""
+    return {k: _digest(v) for k, v in state.items()}
+
+
+def _verify(raw: dict[str, Any], p: Path) -> None:
+    sums, state = raw.get("checksums"), raw["model_state"]
+    if sums is None:  # written before checksums existed
+        return
+    if not isinstance(sums, dict) or not isinstance(state, dict) or set(sums) != set(state):
+        raise CheckpointError("checkpoint is damaged: its weights do not match their list of checksums", p)
+    bad = [k for k, t in state.items() if not isinstance(t, torch.Tensor) or _digest(t) != sums[k]]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint is damaged: the weights of {bad[0]!r} do not match their checksum (the file changed after "
+            "it was written); use last.pt or retrain", p,
+        )
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -168,6 +193,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in ("config", "ndim", "normalization", "model_state") if k not in raw]
     if missing:
         raise CheckpointError(f"checkpoint is incomplete (missing {', '.join(missing)}); the file is damaged", p)
+    _verify(raw, p)
     return raw
 
 
