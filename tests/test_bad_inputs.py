@@ -328,8 +328,7 @@ def test_corrupted_weights_are_detected(corpus: Corpus, tmp_path: Path) -> None:
 def test_bad_side_files_prepare(corpus: Corpus, raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Malformed .tlt/.xf/.aln/.mdoc, and ones whose view count is not the stack's: exit 3, the file named.
 
-    The stack is assembled before the alignment files are read (logs precede the error; see
-    test_side_files_checked_before_work)."""
+    Alignment files are read before any stack is assembled (test_side_files_checked_before_work)."""
     for kind, cases in corpus.sides.items():
         for case in cases:
             out = tmp_path / case.name
@@ -343,8 +342,6 @@ def test_bad_side_files_prepare(corpus: Corpus, raw: Path, tmp_path: Path, capsy
                          logs_before=kind != "mdoc")
 
 
-@pytest.mark.xfail(strict=True, reason="cli/commands_prepare.py tiltseries and prepare/regimes.py t2t/p2p build the "
-                   "stacks (motion correction) before reading --xf/--tlt/--aln")
 def test_side_files_checked_before_work(corpus: Corpus, raw: Path, tmp_path: Path) -> None:
     bad = next(c for c in corpus.sides["xf"] if c.name == "xf_letters")
     rc = main(["prepare", "tiltseries", "--output-dir", str(tmp_path), "--mdoc", str(raw / "TS_01.mdoc"), "--stack",

@@ -97,9 +97,12 @@ def tiltseries(
     from ..prepare.pipeline import load_alignment, tiltseries_stacks
     from ..prepare.tiltseries import write_acquisition_halves
 
+    alignment = (align or AlignOptions()).build()
+    rawts = raw.build()
+    load_alignment(alignment, rawts.views())  # bad side files stop here, before any output or motion correction
     output_dir.mkdir(parents=True, exist_ok=True)
-    views, stacks = tiltseries_stacks(raw.build(), output_dir, need_frames=False, overwrite=overwrite, log=_log)
-    angles, xf = load_alignment((align or AlignOptions()).build(), views)
+    views, stacks = tiltseries_stacks(rawts, output_dir, need_frames=False, overwrite=overwrite, log=_log)
+    angles, xf = load_alignment(alignment, views)
     eoa = write_acquisition_halves(stacks["sum"], views, stacks["sum"].parent / views.name, xf=xf, angles=angles,
                                    overwrite=overwrite)
     for kind, p in {**stacks, **{f"eoa_{k}": v for k, v in eoa.items()}}.items():

@@ -104,14 +104,18 @@ def tiltseries_stacks(
     need_frames: bool,
     overwrite: bool = False,
     log: Log | None = None,
+    alignment: Alignment | None = None,
 ) -> tuple[TiltSeriesViews, dict[str, Path]]:
     """Angle-sorted stacks of the kept views in ``<out_dir>/tiltseries/<name>_<kind>.mrc`` and their ``.tlt``.
 
     From movies (when the views have them, or ``need_frames``): all of :data:`STACK_KINDS`; from
-    ``raw.stack``: ``sum`` only. Stacks made earlier from the same inputs are reused.
+    ``raw.stack``: ``sum`` only. Stacks made earlier from the same inputs are reused. ``alignment``
+    (.xf/.tlt/.aln) is read and checked against the views first, so a bad side file stops before any work.
     """
     say = _say(log)
     views = raw.views()
+    if alignment is not None:
+        load_alignment(alignment, views)
     folder = Path(out_dir) / "tiltseries"
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / views.name

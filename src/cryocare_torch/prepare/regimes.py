@@ -60,7 +60,8 @@ def prepare_t2t(
         raise ConfigError(f"unknown T2T regime {regime!r}; use df (dose fractionation) or eoa (even/odd acquisition)")
     say = _say(log)
     out = Path(out_dir)
-    views, stacks = tiltseries_stacks(raw, out, need_frames=regime == "df", overwrite=overwrite, log=log)
+    views, stacks = tiltseries_stacks(raw, out, need_frames=regime == "df", overwrite=overwrite, log=log,
+                                      alignment=alignment)
     angles, xf = load_alignment(alignment, views)
     prefix = out / f"{views.name}_t2t_{regime}"
     halves: dict[str, Path] = {}
@@ -98,7 +99,8 @@ def prepare_p2p(
                           "each movie, unaligned) or tap (adjacent tilt angles)")
     say = _say(log)
     out = Path(out_dir)
-    views, stacks = tiltseries_stacks(raw, out, need_frames=regime != "tap", overwrite=overwrite, log=log)
+    views, stacks = tiltseries_stacks(raw, out, need_frames=regime != "tap", overwrite=overwrite, log=log,
+                                      alignment=alignment)
     name = f"{views.name}_p2p_{regime}"
     prefix = out / name
     extra: dict[str, Path] = {}
