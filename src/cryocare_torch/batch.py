@@ -241,12 +241,14 @@ def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> str:
     return "done"
 
 
-def run_all(manifest: Manifest, *, log: Log | None = None) -> dict[str, str]:
-    """Run every item in turn: ``{name: done|skipped|failed: why}``; after a failure the others still run,
-    then the first failure's error type is raised."""
+def run_all(manifest: Manifest, *, log: Log | None = None, indices: Sequence[int] | None = None) -> dict[str, str]:
+    """Run every item (or those at ``indices``) in turn: ``{name: done|skipped|failed: why}``; after a
+    failure the others still run, then the first failure's error type is raised."""
     results: dict[str, str] = {}
     first: CryocareError | None = None
-    for i, item in enumerate(manifest.items):
+    order = range(len(manifest.items)) if indices is None else list(indices)
+    for k, i in enumerate(order):
+        item = manifest.items[i]
         t0 = time.perf_counter()
         try:
             results[item.name] = run_item(manifest, i, log=log)
@@ -254,7 +256,7 @@ def run_all(manifest: Manifest, *, log: Log | None = None) -> dict[str, str]:
             results[item.name] = f"failed: {exc}"
             first = first or exc
         if log:
-            log(f"[{i + 1}/{len(manifest.items)}] {item.name}: {results[item.name]} ({time.perf_counter() - t0:.1f} s)")
+            log(f"[{k + 1}/{len(order)}] {item.name}: {results[item.name]} ({time.perf_counter() - t0:.1f} s)")
     failed = [n for n, r in results.items() if r.startswith("failed")]
     if first is not None:
         raise type(first)(f"{len(failed)} of {len(results)} items failed (first: {failed[0]}: {first}); "

@@ -82,6 +82,7 @@ def batch(
     submitit: bool = False,
     wait_minutes: float | None = None,
     watch: Path | None = None,
+    devices: str | None = None,
     watch_opts: WatchCliOptions | None = None,
     slurm_opts: SlurmCliOptions | None = None,
     predict_opts: PredictOptions | None = None,
@@ -122,15 +123,27 @@ def batch(
         With --slurm: wait up to this long for the job, then report every task (default: return at once).
     watch
         Live mode instead of INPUTS: restore pairs as they appear in this folder (same as 'cryocare watch').
+    devices
+        Run here on several devices at once, one worker process each on every Nth pair: cuda:0,cuda:1, a GPU
+        count such as 4, or cpu,cpu. (Under torchrun each process takes its share by itself.)
     """
     from ..batch import build_manifest, resolve_batch, run_all, write_manifest
     from ..io.atomic import atomic_write_text
+    from ..shard import from_torchrun, parse_devices
 
     if sbatch_only and submitit:
         raise ConfigError("--sbatch-only writes a plain sbatch script; it cannot be combined with --submitit")
     if wait_minutes is not None and wait_minutes <= 0:
         raise ConfigError(f"--wait-minutes must be positive, not {wait_minutes}; leave it out to return at once")
     config = build_config(cfg, None, predict_opts, runtime)
+    shard = from_torchrun()
+    if devices is not None and (watch is not None or slurm or sbatch_only or submitit or shard is not None):
+        raise ConfigError("--devices runs the batch here in one process per device; it cannot be combined with "
+                          "--watch, the SLURM options or torchrun")
+    if shard is not None and (watch is not None or slurm or sbatch_only or submitit):
+        raise ConfigError("under torchrun 'cryocare batch' restores its share here; start --watch or --slurm "
+                          "without torchrun")
+    device_list = parse_devices(devices) if devices is not None else None
     if watch is not None:
         if inputs or slurm or sbatch_only or submitit or wait_minutes is not None:
             raise ConfigError("--watch FOLDER replaces INPUTS and runs here; drop the inputs and SLURM options")
@@ -140,18 +153,29 @@ def batch(
     inputs = inputs or []
     slurm_options = (slurm_opts or SlurmCliOptions()).to_options() if (slurm or sbatch_only or submitit) else None
     items = resolve_batch(inputs, output_dir, suffix, project_dir)
-    manifest = build_manifest(items, model, config, overwrite=overwrite, log=_log)
-    _log(f"{len(items)} pairs: {len(manifest.items)} to do, {len(manifest.skipped)} already complete")
+    main_process = shard is None or shard.rank == 0
+    manifest = build_manifest(items, model, config, overwrite=overwrite, log=_log if main_process else None)
+    if main_process:
+        _log(f"{len(items)} pairs: {len(manifest.items)} to do, {len(manifest.skipped)} already complete")
     if not manifest.items:
-        print("nothing to do: every output is complete (pass --overwrite to redo them)")
+        label = f"{shard.label} " if shard is not None else ""
+        print(f"{label}nothing to do: every output is complete (pass --overwrite to redo them)")
         return 0
     work = work_dir or output_dir / "cryocare_batch"
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     # a submitted job keeps reading its own manifest, so each submission gets a new one; local runs reuse theirs
-    mpath = write_manifest(manifest, work / (f"manifest-{stamp}.json" if slurm_options else "manifest-local.json"))
+    mpath = work / (f"manifest-{stamp}.json" if slurm_options else "manifest-local.json")
+    if main_process:  # under torchrun only rank 0 writes it (the others never read it)
+        write_manifest(manifest, mpath)
     output_dir.mkdir(parents=True, exist_ok=True)
     if slurm_options is None:
         _sigterm_interrupts()
+        from .batch_shard import run_on_devices, run_torchrun_share
+
+        if shard is not None:
+            return run_torchrun_share(manifest, items, shard, output_dir)
+        if device_list is not None:
+            return run_on_devices(manifest, mpath, device_list, output_dir)
         results = run_all(manifest, log=_log)
         print(f"done {sum(r == 'done' for r in results.values())}, skipped "
               f"{sum(r == 'skipped' for r in results.values()) + len(manifest.skipped)}; outputs in {output_dir}")
@@ -230,19 +254,40 @@ def batch_status(
 def batch_run(
     *,
     manifest: Path,
-    index: Annotated[int, Parameter(help="Item (0-based): the SLURM_ARRAY_TASK_ID.")],
+    index: Annotated[int | None, Parameter(help="Item (0-based): the SLURM_ARRAY_TASK_ID.")] = None,
+    shard: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
 ) -> int:
-    """Restore one item of a batch manifest (what each SLURM array task runs); skips a complete output.
+    """Restore one item of a batch manifest (what each SLURM array task runs), or every Nth item (what each
+    'cryocare batch --devices' worker runs); skips complete outputs.
 
     Parameters
     ----------
     manifest
         The manifest-*.json written by 'cryocare batch'.
+    shard
+        RANK/WORLD: restore the items RANK, RANK+WORLD, ... instead of --index.
+    device
+        Device for this process (instead of the manifest's).
+    threads
+        CPU threads for this process (instead of the manifest's).
     """
     from ..batch import load_manifest, run_item
+    from ..shard import parse_shard
+    from .batch_shard import run_worker_share
 
+    if (index is None) == (shard is None):
+        raise ConfigError("give either --index I (one item) or --shard RANK/WORLD (every WORLD-th item)")
+    part = parse_shard(shard or "0/1")  # its errors come before reading the manifest
     _sigterm_interrupts()
     m = load_manifest(manifest)
+    if device is not None:
+        m.config.predict.device = device
+    if threads is not None:
+        m.config.predict.num_threads = threads
+    if index is None:  # --shard
+        return run_worker_share(m, part)
     status = run_item(m, index, log=_log)
     item = m.items[index]
     print(f"{item.name}: {status} {item.output}")

@@ -106,6 +106,8 @@ def predict(
 ) -> int:
     """Restore even/odd pairs with a trained model (both halves restored and averaged).
 
+    Under torchrun each process restores every Nth pair on its own GPU (cuda:LOCAL_RANK) or on CPU.
+
     Parameters
     ----------
     model
@@ -120,13 +122,21 @@ def predict(
         Replace existing outputs.
     """
     from .. import api
+    from ..shard import from_torchrun, process_config
 
     config = build_config(cfg, None, predict_opts, runtime)
     pairs = api.validate_pairs(_pairs(even, odd))
-    for out, (e, o) in zip(api.output_paths(pairs, output), pairs, strict=True):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        api.predict(model, e, o, out, config, overwrite=overwrite, log=_log)
-        print(f"wrote {out}")
+    outputs = api.output_paths(pairs, output)
+    todo, log, label = list(range(len(pairs))), _log, ""
+    shard = from_torchrun()
+    if shard is not None:  # every process checked all pairs; each restores its share
+        config, todo = process_config(config, shard), shard.take(len(pairs))
+        log, label = shard.prefixed(_log), f"{shard.label} "
+        log(f"{len(todo)} of the {len(pairs)} pairs are this process's, on {config.predict.device}")
+    for i in todo:
+        outputs[i].parent.mkdir(parents=True, exist_ok=True)
+        api.predict(model, pairs[i][0], pairs[i][1], outputs[i], config, overwrite=overwrite, log=log)
+        print(f"{label}wrote {outputs[i]}")
     return 0
 
 
