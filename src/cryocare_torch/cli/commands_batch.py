@@ -21,7 +21,6 @@ from .options import log_stderr as _log
 G_SLURM = Group("SLURM (with --slurm)", sort_key=50)
 
 
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 

@@ -16,7 +16,6 @@ G_EVAL = Group("Evaluation", sort_key=15)
 G_HW = Group("Hardware", sort_key=40)
 
 
-
 @Parameter(name="*", group=G_EVAL)
 @dataclass
 class EvalCliOptions:

@@ -22,7 +22,6 @@ from .options import log_stderr as _log
 G_WATCH = Group("Live mode", sort_key=5)
 
 
-
 @Parameter(name="*", group=G_WATCH)
 @dataclass
 class WatchCliOptions:
