@@ -26,16 +26,9 @@ def _cut(x: torch.Tensor, nd: int, margin: int) -> torch.Tensor:
     return x[(slice(None),) + tuple(slice(margin, s - margin) for s in x.shape[-nd:])]
 
 
-def n2n_loss(even: torch.Tensor, odd: torch.Tensor, sigma: tuple[float, ...], margin: int = 0) -> float:
-    """Mean of ``|G*even - odd|^2`` and ``|G*odd - even|^2`` over ``(B, *spatial)`` patches, ``margin`` cut."""
-    nd = len(sigma)
-    a = _cut(gaussian_smooth(even, sigma) - odd, nd, margin)
-    b = _cut(gaussian_smooth(odd, sigma) - even, nd, margin)
-    return 0.5 * float(a.square().mean() + b.square().mean())
-
-
 def estimate_skip_sigma(data: PatchPairs, ndim: int, *, max_voxels: int = 1 << 23, seed: int = 0) -> tuple[float, ...]:
-    """Grid search of the widths ``(z, y, x)`` (3D) or ``(y, x)`` (2D) minimising :func:`n2n_loss`.
+    """Grid search of the widths ``(z, y, x)`` (3D) or ``(y, x)`` (2D) minimising the Noise2Noise loss
+    ``(|G*even - odd|^2 + |G*odd - even|^2) / 2`` (reflected patch borders cut).
 
     Uses a random subset of at most ``max_voxels`` voxels per half (256 patches of 32^3).
     """
