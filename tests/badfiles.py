@@ -70,10 +70,11 @@ def _header_patch(path: Path, offset: int, values: np.ndarray) -> None:
 
 
 def mutate_header(src: Path, dst: Path, **fields: int | float) -> Path:
-    """Copy ``src`` and overwrite MRC header words: nx, ny, nz, mode (int32 at 0, 4, 8, 12), nsymbt (92),
-    cella_x/y/z (float32 at 40, 44, 48)."""
+    """Copy ``src`` and overwrite MRC header words: nx, ny, nz, mode (int32 at 0, 4, 8, 12), mapc/mapr/maps
+    (64, 68, 72), nsymbt (92), cella_x/y/z (float32 at 40, 44, 48)."""
     dst.write_bytes(src.read_bytes())
     where = {"nx": (0, "<i4"), "ny": (4, "<i4"), "nz": (8, "<i4"), "mode": (12, "<i4"), "nsymbt": (92, "<i4"),
+             "mapc": (64, "<i4"), "mapr": (68, "<i4"), "maps": (72, "<i4"),
              "cella_x": (40, "<f4"), "cella_y": (44, "<f4"), "cella_z": (48, "<f4")}
     for key, value in fields.items():
         off, dt = where[key]
@@ -123,6 +124,7 @@ def volume_cases(folder: Path, even: Path, odd: Path) -> list[Bad]:
     add("zero_dims", mutate_header(even, folder / "zero_nx.mrc", nx=0), INPUT, "dimensions")
     add("negative_dims", mutate_header(even, folder / "neg_ny.mrc", ny=-32), INPUT)
     add("huge_dims", mutate_header(even, folder / "huge_nz.mrc", nz=2**30), INPUT, "truncated")
+    add("axis_order", mutate_header(even, folder / "axes_113.mrc", mapc=1, mapr=1, maps=3), INPUT, "permutation")
     add("huge_ext_header", mutate_header(even, folder / "huge_nsymbt.mrc", nsymbt=2**30), INPUT, "extended header")
     add("other_shape", write_volume(folder / "other_shape.mrc", data[:, :, :24], voxel_size=VOXEL, overwrite=True),
         DATA, "shape")

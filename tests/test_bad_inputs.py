@@ -177,7 +177,7 @@ def _volume_commands(c: Corpus, case: Bad, out: Path) -> dict[str, tuple[list[ob
 # what each command must refuse: every file-level problem, plus the data problems that matter to it
 FILE_LEVEL = {"missing", "folder", "unreadable", "empty", "text", "short_text", "png_bytes", "truncated",
               "header_only", "complex_mode", "mode_101", "mode_negative", "zero_dims", "negative_dims", "huge_dims",
-              "huge_ext_header"}
+              "huge_ext_header", "axis_order"}
 PAIR_LEVEL = {"other_shape", "other_voxel_size", "same_file"}
 REFUSED = {
     "train": FILE_LEVEL | PAIR_LEVEL | {"nan", "inf", "constant"},

@@ -20,12 +20,11 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
-from mrcfile.utils import data_dtype_from_header
 
 from ..errors import DataError, InputFileError
 from .atomic import atomic_path, check_output, temporary_sibling
+from .mrc_header import HEADER_BYTES, axis_permutation, data_dtype, open_header
 
-HEADER_BYTES = 1024
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 _LABEL = "cryocare-torch"
 
@@ -48,6 +47,8 @@ class VolumeMeta:
     labels: tuple[str, ...] = field(default_factory=tuple)
     data_offset: int = HEADER_BYTES
     dtype: str = "<f4"
+    axes: tuple[int, int, int] = (0, 1, 2)
+    """Transpose from the on-disk ``(sections, rows, columns)`` to ``(z, y, x)`` (``mapc, mapr, maps``)."""
 
     @property
     def ndim(self) -> int:
@@ -63,7 +64,19 @@ class VolumeMeta:
         return float(self.voxel_size[0])
 
     def with_shape(self, shape: tuple[int, ...]) -> VolumeMeta:
-        return replace(self, shape=tuple(int(s) for s in shape))
+        """The same metadata for an array of ``shape`` in standard axis order (as written by us)."""
+        return replace(self, shape=tuple(int(s) for s in shape), axes=(0, 1, 2))
+
+    @property
+    def disk_shape(self) -> tuple[int, ...]:
+        """The array shape as stored: :attr:`shape` before the :attr:`axes` transpose."""
+        if self.axes == (0, 1, 2):
+            return self.shape
+        full = (1, *self.shape) if len(self.shape) == 2 else self.shape
+        disk = [0, 0, 0]
+        for out_axis, disk_axis in enumerate(self.axes):
+            disk[disk_axis] = full[out_axis]
+        return tuple(disk[1:]) if len(self.shape) == 2 else tuple(disk)
 
 
 def read_meta(path: str | Path) -> VolumeMeta:
@@ -81,17 +94,7 @@ def read_meta(path: str | Path) -> VolumeMeta:
         raise InputFileError("file is empty", p)
     if size < HEADER_BYTES:
         raise InputFileError(f"not an MRC file: {size} bytes is shorter than the 1024-byte header", p)
-    try:
-        with mrcfile.open(p, mode="r", header_only=True, permissive=False) as mrc:
-            h = mrc.header.copy()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                vs = mrc.voxel_size  # cella / mx: inf or NaN for mx = 0
-            # a non-finite or negative cell is no voxel size (0 = unknown, as mrcfile writes it)
-            voxel = tuple(float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
-    except PermissionError:
-        raise InputFileError("permission denied; make the file readable", p) from None
-    except (ValueError, OSError) as exc:
-        raise InputFileError(f"not a valid MRC file ({exc})", p) from None
+    h, voxel = open_header(p, size)
     mode = int(h.mode)
     if mode not in SUPPORTED_MODES:
         raise InputFileError(
@@ -101,7 +104,7 @@ def read_meta(path: str | Path) -> VolumeMeta:
     nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
     if min(nx, ny, nz) <= 0:
         raise InputFileError(f"header has non-positive dimensions nx={nx} ny={ny} nz={nz}", p)
-    dtype = data_dtype_from_header(h)
+    dtype = data_dtype(h)
     offset = HEADER_BYTES + int(h.nsymbt)
     need = offset + nx * ny * nz * dtype.itemsize
     if size < need:
@@ -112,7 +115,12 @@ def read_meta(path: str | Path) -> VolumeMeta:
         )
     ispg = int(h.ispg)
     is_stack = nz > 1 and ispg == 0
-    shape: tuple[int, ...] = (ny, nx) if nz == 1 else (nz, ny, nx)
+    axes = axis_permutation(h, p)
+    zyx = tuple((nz, ny, nx)[a] for a in axes)
+    if nz == 1 and axes != (0, 1, 2) and (axes[0] != 0 or zyx[0] != 1):
+        raise InputFileError("a single image with its sections along x or y (mapc, mapr, maps) cannot be read; "
+                             "rewrite it with IMOD newstack", p)
+    shape: tuple[int, ...] = zyx[1:] if nz == 1 else zyx
     labels = tuple(
         bytes(h.label[i]).decode("ascii", "replace").strip() for i in range(min(int(h.nlabl), 10))
     )
@@ -126,13 +134,16 @@ def read_meta(path: str | Path) -> VolumeMeta:
         labels=labels,
         data_offset=offset,
         dtype=dtype.str,
+        axes=axes,
     )
 
 
 def open_memmap(path: str | Path, meta: VolumeMeta | None = None) -> tuple[np.memmap, VolumeMeta]:
     """Map the data read-only (no copy). Pages touched stay resident until the map is dropped."""
     meta = meta or read_meta(path)
-    arr = np.memmap(Path(path), dtype=np.dtype(meta.dtype), mode="r", offset=meta.data_offset, shape=meta.shape)
+    arr = np.memmap(Path(path), dtype=np.dtype(meta.dtype), mode="r", offset=meta.data_offset, shape=meta.disk_shape)
+    if meta.axes != (0, 1, 2):
+        arr = arr.transpose(meta.axes) if arr.ndim == 3 else arr.transpose(meta.axes[1] - 1, meta.axes[2] - 1)
     return arr, meta
 
 
@@ -142,6 +153,11 @@ def read_slab(path: str | Path, meta: VolumeMeta, z0: int, z1: int) -> np.ndarra
         raise DataError(f"read_slab needs a 3D volume, got shape {meta.shape}", path)
     d, h, w = meta.shape
     z0, z1 = max(0, int(z0)), min(d, int(z1))
+    if meta.axes != (0, 1, 2):  # sections are not z: gather the slab through a transposed map
+        mm, _ = open_memmap(path, meta)
+        out = np.array(mm[z0:z1], dtype=np.float32, copy=True)
+        del mm
+        return out
     dt = np.dtype(meta.dtype)
     mm = np.memmap(Path(path), dtype=dt, mode="r", offset=meta.data_offset + z0 * h * w * dt.itemsize,
                    shape=(z1 - z0, h, w))
