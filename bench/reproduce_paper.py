@@ -13,15 +13,16 @@
 4. writes ``table.md`` (the comparison), the figures, ``metrics.json`` and ``report.html`` into
    ``bench/out/paper/`` and appends a section with the command and the table to ``bench/RESULTS.md``.
 
-The specimen has more filaments with a shorter decoration period than the demo's (14 nm instead of
-24 nm) so that the downstream task has a few dozen objects to find.
+The specimen is wider than the demo's (64 x 320 x 320 voxels of 8 A, 256 nm across) so that the
+downstream task has a few dozen decorations to find; their period is the simulator's default 24 nm, so
+neighbouring decorations do not touch and each is one connected object of the label volume (at 14 nm
+they merge into one object per filament, and even a perfect segmentation finds one per filament).
 
-    python bench/reproduce_paper.py            # ~20-25 min on 2 CPU cores (training budget 15 min)
+    python bench/reproduce_paper.py            # ~40 min on 2 CPU cores (training budget 15 min)
 
-Time on two otherwise idle CPU cores (estimated from CPU seconds measured on a shared machine): simulation
-0.3 min, training 15 min, restoring both halves 1 min, baselines 1.5 min (NAD dominates), downstream
-check 2 x 200 segmenter steps at ~0.75 s = 5 min. On a busy machine everything but training (which stops
-at its budget) takes proportionally longer.
+Time on two otherwise idle CPU cores: simulation ~1 min, training 15 min, restoring both halves ~3 min,
+baselines ~4 min (NAD dominates), downstream check 2 volumes x 2 folds x 1000 segmenter steps ~15 min.
+On a busy machine everything but training (which stops at its budget) takes proportionally longer.
     python bench/reproduce_paper.py --quick    # ~3 min smoke run into bench/out/paper_quick/, no RESULTS.md
 """
 
@@ -37,7 +38,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HEADING = "## Paper reproduction (bench/reproduce_paper.py)"
-FULL = {"shape": (64, 192, 192), "minutes": 15.0, "downstream_steps": 200, "box": 128, "out": HERE / "out" / "paper"}
+FULL = {"shape": (64, 320, 320), "minutes": 15.0, "downstream_steps": 1000, "box": 128, "out": HERE / "out" / "paper"}
 QUICK = {"shape": (48, 128, 128), "minutes": 0.75, "patch_size": 32, "n_patches": 400, "downstream_steps": 30,
          "box": 64, "out": HERE / "out" / "paper_quick"}
 
@@ -63,8 +64,10 @@ def markdown(metrics: dict[str, Any], seconds: dict[str, float]) -> str:
         lines.append(f"| {name} | {res('0_5')} | {res('0_143')} |")
     down = metrics.get("downstream")
     if down:
-        lines += ["", f"Downstream detection of {down['n_centres']} decorations (held-out half, segmenters trained "
-                      f"{down['steps']} steps; best F1 over size thresholds):", "",
+        scored = "each half held out once" if down.get("folds", 1) == 2 else "held-out half"
+        lines += ["", f"Downstream detection of {down['n_centres']} decorations ({scored}, segmenters trained "
+                      f"{down['steps']} steps per fold, matched within {down.get('max_distance', float('nan')):.1f} "
+                      "voxels; best F1 over size thresholds):", "",
                   "| volume | F1 | precision | recall | size threshold (voxels) | TP / FP / FN |",
                   "|---|---|---|---|---|---|"]
         for name, r in down["best"].items():
@@ -112,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~3 min smoke run (small volume, short training)")
     ap.add_argument("--minutes", type=float, help="training budget (default 15, quick 0.75)")
-    ap.add_argument("--downstream-steps", type=int, help="segmenter steps per volume (default 200, quick 30)")
+    ap.add_argument("--downstream-steps", type=int, help="segmenter steps per volume and fold (default 1000, quick 30)")
     ap.add_argument("--box", type=int, help="evaluation box for baselines and PSNR/SSIM (default 128, quick 64)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -139,7 +142,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    sim = SimulateConfig(shape=preset["shape"], n_filaments=6, decoration_period_nm=14.0, seed=args.seed)
+    sim = SimulateConfig(shape=preset["shape"], n_filaments=6, seed=args.seed)
     log(f"simulating {sim.shape} (seed {sim.seed}) ...")
     paths = write_dataset(sim, out / "data", overwrite=True)
     seconds["simulate"] = time.perf_counter() - t0

@@ -12,12 +12,16 @@ import torch
 from cryocare_torch.errors import ConfigError, DataError
 from cryocare_torch.evaluate.detection import (
     best_rows,
+    centre_spacing,
+    default_max_distance,
     downstream_comparison,
+    fold_regions,
     match_detections,
     match_pairs,
     plot_precision_recall,
     precision_recall_vs_size,
     split_regions,
+    sum_rows,
 )
 from cryocare_torch.evaluate.segmentation import (
     detections_by_size,
@@ -158,6 +162,29 @@ def test_objects_cut_by_the_region_border_are_not_false_positives() -> None:
     assert (row["tp"], row["fp"], row["fn"]) == (1, 0, 1)
 
 
+# --- folds and spacing ---------------------------------------------------------------------------
+
+
+def test_folds_and_summed_rows() -> None:
+    (tr1, ev1), (tr2, ev2) = fold_regions((24, 64, 64), axis=1, train_fraction=0.5, gap=8)
+    assert (tr1, ev1) == split_regions((24, 64, 64), axis=1, train_fraction=0.5, gap=8) and (tr2, ev2) == (ev1, tr1)
+    assert len(fold_regions((24, 64, 64), 1, 0.5, 8, folds=1)) == 1
+    with pytest.raises(ConfigError):
+        fold_regions((24, 64, 64), 1, 0.5, 8, folds=3)
+    a = [{"size_threshold": 1, "n_detections": 3, "tp": 2, "fp": 1, "fn": 0, "precision": 0.0, "recall": 0.0,
+          "f1": 0.0}]
+    b = [{"size_threshold": 1, "n_detections": 1, "tp": 1, "fp": 0, "fn": 2, "precision": 0.0, "recall": 0.0,
+          "f1": 0.0}]
+    (row,) = sum_rows([a, b])
+    assert (row["n_detections"], row["tp"], row["fp"], row["fn"]) == (4, 3, 1, 2)
+    assert row["precision"] == pytest.approx(0.75) and row["recall"] == pytest.approx(0.6)
+    assert default_max_distance([[0, 0, 0], [0, 0, 10], [0, 0, 24]]) == pytest.approx(5.0)
+    assert centre_spacing([[0, 0, 0], [0, 3, 4], [0, 0, 30]]) == pytest.approx(5.0)  # median of 5, 5, 26.2
+    assert np.isinf(centre_spacing([[1, 2, 3]]))
+    with pytest.raises(ConfigError):
+        default_max_distance([[0, 0, 0]])
+
+
 # --- regions and errors --------------------------------------------------------------------------
 
 
@@ -209,8 +236,9 @@ def test_downstream_comparison_detects_and_can_fail(one_thread: None, tmp_path: 
     sizes = [r["size_threshold"] for r in results["clean"]]
     assert sizes == [r["size_threshold"] for r in results["noisy"]] and sizes == sorted(sizes)
     best = best_rows(results)
-    n_eval = int(np.sum(np.round(centres[:, 1]) >= 36))
-    assert best["clean"]["tp"] + best["clean"]["fn"] == n_eval >= 6
+    y = np.round(centres[:, 1])
+    n_eval = int(np.sum(y >= 36) + np.sum(y < 28))  # two folds: each slab held out once, the gap never
+    assert best["clean"]["tp"] + best["clean"]["fn"] == n_eval >= 12
     assert best["clean"]["recall"] > 0.8 and best["clean"]["f1"] > 0.8
     assert best["noisy"]["f1"] < best["clean"]["f1"] - 0.3
     out = plot_precision_recall(results, tmp_path / "pr.png")

@@ -27,8 +27,10 @@ class EvalCliOptions:
     "Cosine taper of the FSC box mask in voxels (0: no mask)."
     voxel_size: float | None = None
     "Voxel size in Angstrom (default: from the MRC headers)."
-    downstream_steps: int = 300
-    "Segmenter training steps per volume for the downstream detection check (0: skip it)."
+    downstream_steps: int = 1000
+    "Segmenter training steps per volume and fold for the downstream detection check (0: skip it)."
+    downstream_folds: int = 2
+    "Downstream check: 2 holds out each half once (every object scored), 1 only the second half."
     target_label: int = 3
     "Label value of the objects whose centres are given (3: decorations of simulated data)."
 
@@ -51,7 +53,8 @@ def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None):  # noqa:
         raise ConfigError(f"--threads must be >= 1, got {r.threads}")
     set_threads(r.threads)
     return EvalOptions(box=o.box, methods=tuple(o.methods) if o.methods else None, soft_edge=o.soft_edge,
-                       voxel_size=o.voxel_size, downstream_steps=o.downstream_steps, target_label=o.target_label,
+                       voxel_size=o.voxel_size, downstream_steps=o.downstream_steps,
+                       downstream_folds=o.downstream_folds, target_label=o.target_label,
                        device=r.device)
 
 

@@ -2,11 +2,14 @@
 
 cryo-CARE's downstream experiment (Buchholz et al. 2019: outer dynein arms on microtubule doublets)
 trains one segmenter per tomogram version with the same labels and compares how well the detected
-objects match the known ones. Here the volume is split along ``axis`` into a training part (the first
-``train_fraction``) and a held-out evaluation part, separated by a ``gap`` wider than one object so
-that no labelled object is seen in both. For every size threshold the components of at least that
-many voxels are matched one-to-one to the true centres (Hungarian assignment on distances, pairs
-further apart than ``max_distance`` voxels never match) and scored:
+objects match the known ones. Here the volume is split along ``axis`` into two slabs (the first
+``train_fraction`` and the rest) separated by a ``gap`` wider than one object, so that no labelled
+object is seen in both. With ``folds=2`` (default) each slab is held out once (two-fold cross-validation:
+every object outside the gap is scored once); with ``folds=1`` only the second slab is. For every
+size threshold the components of at least that many voxels are matched one-to-one to the true centres
+(Hungarian assignment on distances, pairs further apart than ``max_distance`` voxels never match;
+default half the median spacing of the centres, so that no detection can pass for a neighbour) and
+scored, counts summed over the folds:
 
 * TP: matches whose true centre lies inside the evaluation region;
 * FN: true centres inside the region left unmatched;
@@ -22,10 +25,12 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from ..errors import ConfigError, DataError
@@ -138,9 +143,46 @@ def split_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: i
     return tuple(train), tuple(evaluation)  # type: ignore[return-value]
 
 
+def fold_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: int,
+                 folds: int = 2) -> list[tuple[Region, Region]]:
+    """``(train, evaluation)`` per fold: :func:`split_regions`, then (``folds=2``) the same with the roles swapped."""
+    if folds not in (1, 2):
+        raise ConfigError(f"folds must be 1 or 2, got {folds}")
+    train, evaluation = split_regions(shape, axis, train_fraction, gap)
+    return [(train, evaluation), (evaluation, train)][:folds]
+
+
+def sum_rows(per_fold: Sequence[Sequence[Row]]) -> list[Row]:
+    """Rows of the same size thresholds with n_detections, tp, fp and fn summed and the scores recomputed."""
+    out = []
+    for parts in zip(*per_fold, strict=True):
+        n, tp, fp, fn = (sum(int(p[k]) for p in parts) for k in ("n_detections", "tp", "fp", "fn"))
+        precision, recall, f1 = _score(tp, fp, fn)
+        out.append({"size_threshold": int(parts[0]["size_threshold"]), "n_detections": n, "tp": tp, "fp": fp,
+                    "fn": fn, "precision": precision, "recall": recall, "f1": f1})
+    return out
+
+
 def default_size_thresholds(max_size: int, n: int = 30) -> list[int]:
     """Geometric grid of integer size thresholds from 1 to ``max_size`` voxels."""
     return sorted({int(round(v)) for v in np.geomspace(1, max(1, max_size), n)})
+
+
+def centre_spacing(centres: ArrayLike) -> float:
+    """Median distance (voxels) from each ``(n, 3)`` centre to its nearest neighbour (``inf`` for n < 2)."""
+    c = _centres(centres)
+    if len(c) < 2:
+        return float("inf")
+    d, _ = cKDTree(c).query(c, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def default_max_distance(centres: ArrayLike) -> float:
+    """Half the median nearest-neighbour spacing of the centres: no detection can pass for a neighbour."""
+    spacing = centre_spacing(_centres(centres))
+    if not np.isfinite(spacing) or spacing <= 0:
+        raise ConfigError("max_distance cannot be derived from fewer than two distinct centres; give it")
+    return 0.5 * spacing
 
 
 def downstream_comparison(
@@ -149,52 +191,54 @@ def downstream_comparison(
     decoration_centres: ArrayLike,
     *,
     target_label: int | None = 3,
+    folds: int = 2,
     train_fraction: float = 0.5,
     axis: int = 1,
     gap: int = 16,
-    max_distance: float = 8.0,
+    max_distance: float | None = None,
     size_thresholds: Sequence[int] | None = None,
-    steps: int = 300,
-    batch_size: int = 4,
-    patch_size: int = 32,
-    n_first: int = 8,
-    pos_weight: float = 1.0,
     seed: int = 0,
     device: str = "cpu",
     log: Log | None = None,
+    **train_options: Any,
 ) -> dict[str, list[Row]]:
-    """Precision/recall vs size threshold on the held-out part for each named ``(d, h, w)`` volume.
+    """Precision/recall vs size threshold on the held-out slab(s) for each named ``(d, h, w)`` volume.
 
-    Each volume gets its own segmenter trained on the training part with the same target,
-    ``labels == target_label`` (``target_label=None``: ``labels`` is already a mask). Rows as in
-    :func:`precision_recall_vs_size`, each also with ``seconds`` (training plus segmentation of that
-    volume). Default size thresholds: a shared geometric grid up to the largest component found.
+    Each volume gets its own segmenter per fold, trained on that fold's training slab with the same
+    target: ``labels == target_label`` (``target_label=None``: ``labels`` is already a mask). Objects
+    should not touch each other (their labels would form one component). Further keyword arguments go
+    to :func:`~.segmentation.train_segmenter` (``steps``, ``learning_rate``, ...).
+    Rows as in :func:`precision_recall_vs_size`, summed over the folds (:func:`sum_rows`), each also with
+    ``seconds`` (training plus segmentation of that volume, all folds). Default size thresholds: a shared
+    geometric grid up to the largest component found.
     """
     log = log or _logger.info
     lab = to_numpy(labels, None)
     mask = lab != 0 if target_label is None else lab == target_label
     if not volumes:
         raise ConfigError("no volumes to compare")
-    train, evaluation = split_regions(mask.shape, axis, train_fraction, gap)
-    offset = [s.start for s in evaluation]
-    comps: dict[str, Components] = {}
+    centres = _centres(decoration_centres)
+    distance = default_max_distance(centres) if max_distance is None else float(max_distance)
+    pairs = fold_regions(mask.shape, axis, train_fraction, gap, folds)
+    comps: dict[str, list[tuple[Components, Region]]] = {}
     seconds: dict[str, float] = {}
     for name, vol in volumes.items():
         if tuple(vol.shape) != mask.shape:
             raise DataError(f"volume '{name}' has shape {tuple(vol.shape)}, labels have {mask.shape}")
         t0 = time.perf_counter()
-        model = train_segmenter(vol, mask, train, steps=steps, batch_size=batch_size, patch_size=patch_size,
-                                n_first=n_first, pos_weight=pos_weight, seed=seed, device=device, log=log)
-        prob = segment(model, vol, region=evaluation, device=device)
-        comps[name] = find_components(prob, offset=offset)
+        comps[name] = []
+        for train, evaluation in pairs:
+            model = train_segmenter(vol, mask, train, seed=seed, device=device, log=log, **train_options)
+            prob = segment(model, vol, region=evaluation, device=device)
+            comps[name].append((find_components(prob, offset=[s.start for s in evaluation]), evaluation))
         seconds[name] = time.perf_counter() - t0
-        log(f"{name}: {len(comps[name].sizes)} components, {seconds[name]:.1f} s")
+        log(f"{name}: {sum(len(c.sizes) for c, _ in comps[name])} components, {seconds[name]:.1f} s")
     if size_thresholds is None:
-        largest = max((int(c.sizes.max()) for c in comps.values() if len(c.sizes)), default=1)
+        largest = max((int(c.sizes.max()) for cs in comps.values() for c, _ in cs if len(c.sizes)), default=1)
         size_thresholds = default_size_thresholds(largest)
     results = {}
-    for name, c in comps.items():
-        rows = precision_recall_vs_size(c, decoration_centres, size_thresholds, max_distance, evaluation)
+    for name, cs in comps.items():
+        rows = sum_rows([precision_recall_vs_size(c, centres, size_thresholds, distance, ev) for c, ev in cs])
         for r in rows:
             r["seconds"] = seconds[name]
         results[name] = rows

@@ -116,7 +116,7 @@ def train_segmenter(
     labels: ArrayLike,
     train_region: Sequence[slice] | None = None,
     *,
-    steps: int = 300,
+    steps: int = 1000,
     batch_size: int = 4,
     patch_size: int = 32,
     n_first: int = 8,
@@ -136,7 +136,9 @@ def train_segmenter(
     in 32^3 patches). ``pos_weight`` further weighs target voxels in the BCE loss; values well above 1
     inflate the probability of every ambiguous voxel, and on the simulator (decorations touching their
     filament) the Otsu foreground then joins decorations to the filament: sqrt(background/target) ~ 12
-    gave best F1 0.33 on the noise-free tomogram where 1 gave 0.78. Augmentation flips z, y and x, which
+    gave best F1 0.33 on the noise-free tomogram where 1 gave 0.78. The default 1000 steps matter: on
+    the noise-free 64 x 320 x 320 simulator tomogram (24 nm decoration period) 300 steps never reached a
+    probability of 0.5 (best F1 0.36), 1000 steps gave best F1 0.90 (one fold). Augmentation flips z, y and x, which
     keeps a missing wedge in place. The intensity normalisation (mean, std of the region) is stored in
     the model.
     """

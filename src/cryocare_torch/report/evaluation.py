@@ -59,8 +59,10 @@ class EvalOptions:
     """Cosine taper (voxels) of the box mask for FSC (0: no mask)."""
     voxel_size: float | None = None
     """Angstrom; overrides the headers."""
-    downstream_steps: int = 300
-    """Segmenter training steps per volume for the downstream check (0: skip it)."""
+    downstream_steps: int = 1000
+    """Segmenter training steps per volume and fold for the downstream check (0: skip it)."""
+    downstream_folds: int = 2
+    """2: each half of the volume is held out once (every object scored); 1: only the second half."""
     target_label: int = 3
     """Label value of the objects whose centres are given (3 = decorations in simulated data)."""
     device: str = "cpu"
@@ -164,10 +166,11 @@ def evaluate_run(
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
         check_output(output_dir / name, overwrite=overwrite, inputs=all_inputs)
-    if opts.downstream_steps < 0:
+    if opts.downstream_steps < 0 or opts.downstream_folds not in (1, 2):
         from ..errors import ConfigError
 
-        raise ConfigError(f"--downstream-steps must be >= 0, got {opts.downstream_steps}")
+        raise ConfigError(f"--downstream-steps must be >= 0 and --downstream-folds 1 or 2, got "
+                          f"{opts.downstream_steps} and {opts.downstream_folds}")
 
     e, _ = read_volume(inputs.even)
     o, _ = read_volume(inputs.odd)
@@ -244,17 +247,18 @@ def evaluate_run(
 
 def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored: np.ndarray, opts: EvalOptions,
                 figure: Path, overwrite: bool, say: Log) -> dict[str, Any]:
-    from ..evaluate.detection import best_rows, downstream_comparison, plot_precision_recall
+    from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
 
     t0 = time.perf_counter()
     labels, _ = read_volume(labels_path)
     centres = read_centres(centres_path)
-    say(f"downstream detection check: one segmenter each for raw average and {RESTORED} "
-        f"({opts.downstream_steps} steps) ...")
+    say(f"downstream detection check: one segmenter per fold each for raw average and {RESTORED} "
+        f"({opts.downstream_folds} fold(s) of {opts.downstream_steps} steps) ...")
     results = downstream_comparison({"raw average": raw, RESTORED: restored}, np.rint(labels).astype(np.int16),
-                                    centres, target_label=opts.target_label, steps=opts.downstream_steps,
-                                    device=opts.device, log=say)
+                                    centres, target_label=opts.target_label, folds=opts.downstream_folds,
+                                    steps=opts.downstream_steps, device=opts.device, log=say)
     plot_precision_recall(results, figure, overwrite=overwrite)
     return {"results": results, "best": best_rows(results), "target_label": opts.target_label,
-            "steps": opts.downstream_steps, "n_centres": int(len(centres)), "seconds": time.perf_counter() - t0}
+            "steps": opts.downstream_steps, "folds": opts.downstream_folds, "n_centres": int(len(centres)),
+            "max_distance": default_max_distance(centres), "seconds": time.perf_counter() - t0}
 

@@ -47,7 +47,7 @@ CAPTIONS = {
             "(learning rate dotted, right axis). Both stay well above zero: the target is the other noisy half.",
     "precision_recall": "Downstream detection (as in cryo-CARE, Buchholz et al. 2019): a segmenter trained on each "
                         "tomogram with the same labels, detections = connected components above a size threshold, "
-                        "matched to the known object centres on a held-out region.",
+                        "matched to the known object centres on held-out regions (each half of the volume once).",
 }
 TITLES = {"slices": "Slices", "slices_baselines": "Slices: baselines",
           "fsc": "Resolution (FSC)", "loss": "Training", "precision_recall": "Downstream detection"}
@@ -89,7 +89,7 @@ def render(metrics: Mapping[str, Any], figures: Mapping[str, bytes], *, demo: Ma
         parts.append("<h3>Against the truth</h3>" + quality_table(metrics["quality"]))
     parts.append("<h3>Resolution (FSC)</h3>" + fsc_table(metrics.get("fsc") or {}))
     if metrics.get("downstream"):
-        parts.append("<h3>Downstream detection (held-out region, best F1 over size thresholds)</h3>"
+        parts.append("<h3>Downstream detection (held-out regions, best F1 over size thresholds)</h3>"
                      + downstream_table(metrics["downstream"]))
 
     parts.append("<h2>Figures</h2>")
