@@ -3,11 +3,11 @@
 Reads the saved halves, the restored tomogram, the noise-free reconstruction, the labels and the
 decoration centres of ``--run`` (default ``bench/out/paper``) and runs
 :func:`cryocare_torch.evaluate.detection.downstream_comparison` for the truth (the upper bound), the raw
-average and the restored tomogram with the library's defaults (two folds, decoration cores, matching
+average and the restored tomogram with the library's defaults (two folds, 1000 segmenter steps, matching
 within half the decoration spacing). Prints a markdown table of the best F1 over size thresholds and
 writes ``precision_recall_check.png`` into the run folder. No denoising is repeated.
 
-    taskset -c 1 env OMP_NUM_THREADS=1 python bench/downstream_check.py --threads 1   # ~20 min (3 x 2 x 600 steps)
+    taskset -c 1 env OMP_NUM_THREADS=1 python bench/downstream_check.py --threads 1   # ~30 min (3 volumes x 2 folds x 1000 steps)
 """
 
 from __future__ import annotations
