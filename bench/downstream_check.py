@@ -7,7 +7,8 @@ average and the restored tomogram with the library's defaults (two folds, 1000 s
 within half the decoration spacing). Prints a markdown table of the best F1 over size thresholds and
 writes ``precision_recall_check.png`` into the run folder. No denoising is repeated.
 
-    taskset -c 1 env OMP_NUM_THREADS=1 python bench/downstream_check.py --threads 1   # ~30 min (3 volumes x 2 folds x 1000 steps)
+    # ~25 min on one core (3 volumes x 2 folds x 1000 steps)
+    taskset -c 1 env OMP_NUM_THREADS=1 python bench/downstream_check.py --threads 1
 """
 
 from __future__ import annotations

@@ -185,6 +185,17 @@ def test_folds_and_summed_rows() -> None:
         default_max_distance([[0, 0, 0]])
 
 
+def test_repeats_pool_the_counts_of_several_segmenters(one_thread: None) -> None:
+    vol, labels, centres = blob_volume()
+    kw = dict(folds=1, gap=8, max_distance=3.0, steps=3, batch_size=2, patch_size=16, log=lambda _: None)
+    once = downstream_comparison({"v": vol}, labels, centres, **kw)["v"]
+    twice = downstream_comparison({"v": vol}, labels, centres, repeats=2, **kw)["v"]
+    n_eval = int(np.sum(np.round(centres[:, 1]) >= 36))
+    assert all(r["tp"] + r["fn"] == n_eval for r in once) and all(r["tp"] + r["fn"] == 2 * n_eval for r in twice)
+    with pytest.raises(ConfigError):
+        downstream_comparison({"v": vol}, labels, centres, repeats=0, **kw)
+
+
 # --- regions and errors --------------------------------------------------------------------------
 
 

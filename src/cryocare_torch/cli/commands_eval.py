@@ -31,6 +31,8 @@ class EvalCliOptions:
     "Segmenter training steps per volume and fold for the downstream detection check (0: skip it)."
     downstream_folds: int = 2
     "Downstream check: 2 holds out each half once (every object scored), 1 only the second half."
+    downstream_repeats: int = 1
+    "Downstream check: segmenters per fold and volume (seeds 0, 1, ...), counts pooled; steadier F1, slower."
     target_label: int = 3
     "Label value of the objects whose centres are given (3: decorations of simulated data)."
 
@@ -54,7 +56,8 @@ def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None):  # noqa:
     set_threads(r.threads)
     return EvalOptions(box=o.box, methods=tuple(o.methods) if o.methods else None, soft_edge=o.soft_edge,
                        voxel_size=o.voxel_size, downstream_steps=o.downstream_steps,
-                       downstream_folds=o.downstream_folds, target_label=o.target_label,
+                       downstream_folds=o.downstream_folds,
+                       downstream_repeats=o.downstream_repeats, target_label=o.target_label,
                        device=r.device)
 
 

@@ -63,6 +63,8 @@ class EvalOptions:
     """Segmenter training steps per volume and fold for the downstream check (0: skip it)."""
     downstream_folds: int = 2
     """2: each half of the volume is held out once (every object scored); 1: only the second half."""
+    downstream_repeats: int = 1
+    """Segmenters per fold and volume (seeds 0, 1, ...), their counts pooled: steadier F1, that many times slower."""
     target_label: int = 3
     """Label value of the objects whose centres are given (3 = decorations in simulated data)."""
     device: str = "cpu"
@@ -166,11 +168,11 @@ def evaluate_run(
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
         check_output(output_dir / name, overwrite=overwrite, inputs=all_inputs)
-    if opts.downstream_steps < 0 or opts.downstream_folds not in (1, 2):
+    if opts.downstream_steps < 0 or opts.downstream_folds not in (1, 2) or opts.downstream_repeats < 1:
         from ..errors import ConfigError
 
-        raise ConfigError(f"--downstream-steps must be >= 0 and --downstream-folds 1 or 2, got "
-                          f"{opts.downstream_steps} and {opts.downstream_folds}")
+        raise ConfigError(f"--downstream-steps must be >= 0, --downstream-folds 1 or 2 and --downstream-repeats "
+                          f">= 1, got {opts.downstream_steps}, {opts.downstream_folds} and {opts.downstream_repeats}")
 
     e, _ = read_volume(inputs.even)
     o, _ = read_volume(inputs.odd)
@@ -253,12 +255,14 @@ def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored
     labels, _ = read_volume(labels_path)
     centres = read_centres(centres_path)
     say(f"downstream detection check: one segmenter per fold each for raw average and {RESTORED} "
-        f"({opts.downstream_folds} fold(s) of {opts.downstream_steps} steps) ...")
+        f"({opts.downstream_folds} fold(s) x {opts.downstream_repeats} repeat(s) of {opts.downstream_steps} steps) ...")
     results = downstream_comparison({"raw average": raw, RESTORED: restored}, np.rint(labels).astype(np.int16),
                                     centres, target_label=opts.target_label, folds=opts.downstream_folds,
+                                    repeats=opts.downstream_repeats,
                                     steps=opts.downstream_steps, device=opts.device, log=say)
     plot_precision_recall(results, figure, overwrite=overwrite)
     return {"results": results, "best": best_rows(results), "target_label": opts.target_label,
-            "steps": opts.downstream_steps, "folds": opts.downstream_folds, "n_centres": int(len(centres)),
+            "steps": opts.downstream_steps, "folds": opts.downstream_folds,
+            "repeats": opts.downstream_repeats, "n_centres": int(len(centres)),
             "max_distance": default_max_distance(centres), "seconds": time.perf_counter() - t0}
 
