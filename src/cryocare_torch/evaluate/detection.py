@@ -180,7 +180,7 @@ def centre_spacing(centres: ArrayLike) -> float:
 
 def default_max_distance(centres: ArrayLike) -> float:
     """Half the median nearest-neighbour spacing of the centres: no detection can pass for a neighbour."""
-    spacing = centre_spacing(_centres(centres))
+    spacing = centre_spacing(centres)
     if not np.isfinite(spacing) or spacing <= 0:
         raise ConfigError("max_distance cannot be derived from fewer than two distinct centres; give it")
     return 0.5 * spacing
