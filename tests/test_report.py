@@ -148,3 +148,15 @@ def test_report_renders_in_headless_chromium(demo_run: Path, tmp_path: Path,
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert img.shape == (2400, 1200)
     assert img.std() > 10 and (img < 128).mean() > 0.01  # text and figures drawn, not a blank page
+
+
+def test_downstream_note_counts_each_centre_once_when_segmenters_are_pooled() -> None:
+    from cryocare_torch.report.tables import downstream_table
+
+    row = {"f1": 0.5, "precision": 0.4, "recall": 0.6, "size_threshold": 100, "n_detections": 70, "tp": 30,
+           "fp": 40, "fn": 18}
+    html = downstream_table({"best": {"raw average": row}, "n_centres": 25, "target_label": 3, "steps": 1000,
+                             "folds": 2, "repeats": 2})
+    assert "24 of them scored over two folds" in html and "2 segmenter(s) per fold" in html
+    single = downstream_table({"best": {"raw average": row}, "n_centres": 50, "steps": 1000, "folds": 1})
+    assert "48 of them in the held-out region" in single

@@ -254,15 +254,16 @@ def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored
     t0 = time.perf_counter()
     labels, _ = read_volume(labels_path)
     centres = read_centres(centres_path)
+    distance = default_max_distance(centres)
     say(f"downstream detection check: one segmenter per fold each for raw average and {RESTORED} "
         f"({opts.downstream_folds} fold(s) x {opts.downstream_repeats} repeat(s) of {opts.downstream_steps} steps) ...")
     results = downstream_comparison({"raw average": raw, RESTORED: restored}, np.rint(labels).astype(np.int16),
                                     centres, target_label=opts.target_label, folds=opts.downstream_folds,
-                                    repeats=opts.downstream_repeats,
+                                    repeats=opts.downstream_repeats, max_distance=distance,
                                     steps=opts.downstream_steps, device=opts.device, log=say)
     plot_precision_recall(results, figure, overwrite=overwrite)
     return {"results": results, "best": best_rows(results), "target_label": opts.target_label,
             "steps": opts.downstream_steps, "folds": opts.downstream_folds,
             "repeats": opts.downstream_repeats, "n_centres": int(len(centres)),
-            "max_distance": default_max_distance(centres), "seconds": time.perf_counter() - t0}
+            "max_distance": distance, "seconds": time.perf_counter() - t0}
 

@@ -131,11 +131,13 @@ def downstream_table(downstream: Mapping[str, Any]) -> str:
                      fmt(r.get("n_detections")), f"{fmt(r.get('tp'))} / {fmt(r.get('fp'))} / {fmt(r.get('fn'))}"])
     classes = ["ours" if name == OURS else "" for name in best]
     first = next(iter(best.values()), {})
-    held_out = first.get("tp", 0) + first.get("fn", 0) if first else None
+    repeats = int(downstream.get("repeats", 1))
+    # each centre is counted once per repeat (TP or FN) in the pooled counts
+    held_out = (first.get("tp", 0) + first.get("fn", 0)) // repeats if first else None
     folds = downstream.get("folds", 1)
     where = "scored over two folds (each half held out once)" if folds == 2 else "in the held-out region"
     note = (f'<p class="note">{fmt(downstream.get("n_centres"))} known centres (label '
-            f'{fmt(downstream.get("target_label"))}), {fmt(held_out)} of them {where}; segmenters '
-            f'trained for {fmt(downstream.get("steps"))} steps per fold.</p>')
+            f'{fmt(downstream.get("target_label"))}), {fmt(held_out)} of them {where}; {repeats} segmenter(s) per '
+            f'fold trained for {fmt(downstream.get("steps"))} steps, counts pooled.</p>')
     return table(["volume", "F1", "precision", "recall", "size threshold (voxels)", "detections", "TP / FP / FN"],
                  rows, numeric=(1, 2, 3, 4, 5), row_classes=classes) + note
