@@ -55,11 +55,17 @@ def test_wbp_of_full_range_recovers_the_ball(ball_data) -> None:  # type: ignore
         assert float(rec[vol == 0].mean()) == pytest.approx(0.0, abs=0.03)
 
 
-def test_y_chunked_equals_whole_exactly(ball_data) -> None:  # type: ignore[no-untyped-def]
+def _same_to_float32_rounding(a: torch.Tensor, b: torch.Tensor) -> None:
+    # The sparse kernel's summation order depends on how many rows a chunk holds (MKL vectorises across
+    # them), so chunked and whole results agree to float32 rounding, not bit for bit on every CPU.
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6 * float(a.abs().max()))
+
+
+def test_y_chunked_equals_whole(ball_data) -> None:  # type: ignore[no-untyped-def]
     _, angles, proj = ball_data
     whole = weighted_backprojection(proj[::6], angles[::6], 40, width=48)
-    assert torch.equal(whole, weighted_backprojection(proj[::6], angles[::6], 40, width=48, y_chunk=4))
-    assert torch.equal(whole[:, 5:9], weighted_backprojection(proj[::6, 5:9], angles[::6], 40, width=48))
+    _same_to_float32_rounding(whole, weighted_backprojection(proj[::6], angles[::6], 40, width=48, y_chunk=4))
+    _same_to_float32_rounding(whole[:, 5:9], weighted_backprojection(proj[::6, 5:9], angles[::6], 40, width=48))
 
 
 def test_large_operator_path_is_blocked_and_identical(ball_data, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +77,7 @@ def test_large_operator_path_is_blocked_and_identical(ball_data, monkeypatch) ->
     monkeypatch.setattr(backproject, "_BLOCK_NNZ", 5000)  # ... in many z-blocks
     bp = backproject.Backprojector(angles[::9], 72, 40, 48)
     assert len(bp.blocks) > 5 and all(mat is None for *_, mat in bp.blocks)
-    assert torch.equal(whole, weighted_backprojection(proj[::9], angles[::9], 40, width=48, y_chunk=8))
+    _same_to_float32_rounding(whole, weighted_backprojection(proj[::9], angles[::9], 40, width=48, y_chunk=8))
 
 
 def test_decimated_and_uneven_tilts_keep_the_amplitude(ball_data) -> None:  # type: ignore[no-untyped-def]
@@ -143,7 +149,7 @@ def test_reconstruct_file(tmp_path: Path) -> None:
     assert mrcfile.validate(str(out))
     rec, meta = read_volume(out)
     assert rec.shape == (24, 20, 40) and meta.voxel_size == pytest.approx((4.0, 4.0, 4.0))
-    assert np.array_equal(rec, ref.numpy())
+    _same_to_float32_rounding(torch.from_numpy(rec), ref)  # the file path chunks by 3 rows
 
     out = reconstruct_file(stack, angles, tmp_path / "rec_xf.mrc", 24, xf=xf_path, progress=False)
     rec_xf, _ = read_volume(out)

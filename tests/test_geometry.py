@@ -77,9 +77,11 @@ def test_projector_chunks_equal_whole_and_reusable() -> None:
     angles = torch.linspace(-70, 70, 9)
     whole = project(v, angles, detector_width=26)
     assert whole.shape == (9, 9, 26)
-    assert torch.equal(whole, project(v, angles, detector_width=26, y_chunk=2))
+    # chunks change the sparse kernel's summation order: equal to float32 rounding
+    tol = {"rtol": 0.0, "atol": 1e-6 * float(whole.abs().max())}
+    torch.testing.assert_close(whole, project(v, angles, detector_width=26, y_chunk=2), **tol)
     proj = Projector(tuple(v.shape), angles, detector_width=26)
-    assert torch.equal(whole, proj(v * 1.0, y_chunk=4))
+    torch.testing.assert_close(whole, proj(v * 1.0, y_chunk=4), **tol)
 
 
 def test_angular_intervals() -> None:

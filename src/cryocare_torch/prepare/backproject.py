@@ -10,8 +10,8 @@ interpolation; outside the detector the edge value is used. The sum approximates
 ``f = integral_0^pi (p_theta * ramp) d theta``, so ``WBP(project(V)) ~ V`` in amplitude for a full
 angular range, and uneven or decimated tilt sets are weighted by the angle each view covers.
 
-Rows (``y``) are independent: memory is bounded by a chunk of rows; chunked and whole results are
-bitwise equal. The interpolation weights form one sparse CSR matrix ``(d * w, n * det)`` shared by all
+Rows (``y``) are independent: memory is bounded by a chunk of rows; chunked and whole results agree to
+float32 rounding (the sparse kernel's summation order may depend on the chunk's row count). The interpolation weights form one sparse CSR matrix ``(d * w, n * det)`` shared by all
 rows (split into z-blocks and rebuilt per chunk when it would exceed 512 MiB).
 """
 
