@@ -11,8 +11,9 @@ interpolation; outside the detector the edge value is used. The sum approximates
 angular range, and uneven or decimated tilt sets are weighted by the angle each view covers.
 
 Rows (``y``) are independent: memory is bounded by a chunk of rows; chunked and whole results agree to
-float32 rounding (the sparse kernel's summation order may depend on the chunk's row count). The interpolation weights form one sparse CSR matrix ``(d * w, n * det)`` shared by all
-rows (split into z-blocks and rebuilt per chunk when it would exceed 512 MiB).
+float32 rounding (the sparse kernel's summation order may depend on the chunk's row count). The
+interpolation weights form one sparse CSR matrix ``(d * w, n * det)`` shared by all rows
+(split into z-blocks and rebuilt per chunk when it would exceed 512 MiB).
 """
 
 from __future__ import annotations
