@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryocare_torch import api
 from cryocare_torch.config import CryocareConfig, SimulateConfig
 from cryocare_torch.io.mrc import VolumeMeta, VolumeWriter, read_meta, read_volume
 from cryocare_torch.simulate import write_dataset
+from cryocare_torch.workflows import api
 
 
 def tile_up(src: np.ndarray, shape: tuple[int, int, int], path: Path, voxel: float) -> None:

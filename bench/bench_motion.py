@@ -32,8 +32,9 @@ from collections.abc import Callable
 
 import torch
 
-from cryocare_torch.prepare.frames import frame_sums
-from cryocare_torch.prepare.motion import estimate_drift, shift_frames
+from cryocare_torch.fourier import shift_frames
+from cryocare_torch.prepare.motion import estimate_drift
+from cryocare_torch.tomo.frames import frame_sums
 
 PIXEL = 2.0
 

@@ -45,10 +45,10 @@ def cli(*args: object) -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
-    from cryocare_torch import api
     from cryocare_torch.config import CryocareConfig
     from cryocare_torch.io.imod import read_xf
     from cryocare_torch.io.mrc import read_volume
+    from cryocare_torch.workflows import api
 
     t0, times = time.perf_counter(), {}
     d = args.shape[0]

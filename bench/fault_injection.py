@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryocare_torch.batch import output_state
 from cryocare_torch.errors import CryocareError
 from cryocare_torch.io.mrc import read_volume, write_volume
 from cryocare_torch.train.checkpoint import read_checkpoint
+from cryocare_torch.workflows.batch import output_state
 
 TINY = ["--patch-size", "16", "--n-patches", "64", "--batch-size", "4", "--depth", "1", "--set", "model.n_first=4",
         "--precision", "fp32", "--threads", "1", "--seed", "5"]

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryocare_torch import api
 from cryocare_torch.config import CryocareConfig, SimulateConfig
 from cryocare_torch.evaluate.baselines import best_gaussian
 from cryocare_torch.evaluate.metrics import psnr, ssim
 from cryocare_torch.io.mrc import read_volume
 from cryocare_torch.simulate import write_dataset
+from cryocare_torch.workflows import api
 
 EVAL_REGION = 0.8  # central fraction per axis, as in the other quality benchmarks
 

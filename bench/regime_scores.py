@@ -70,7 +70,7 @@ def score2d(stack: np.ndarray, truth: np.ndarray, px: float) -> dict[str, float]
 def aligned(stack: np.ndarray, xf: np.ndarray) -> np.ndarray:
     import torch
 
-    from cryocare_torch.prepare.align import apply_xf
+    from cryocare_torch.tomo.align import apply_xf
 
     return apply_xf(torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)), xf).numpy()
 

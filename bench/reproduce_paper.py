@@ -142,11 +142,11 @@ def main() -> None:
     out: Path = args.out or preset["out"]
     results = args.results_file if args.results_file is not None else (None if args.quick else HERE / "RESULTS.md")
 
-    from cryocare_torch import api
     from cryocare_torch.config import CryocareConfig, SimulateConfig
     from cryocare_torch.report import EvalOptions, RunInputs, build_report, evaluate_run
     from cryocare_torch.runtime import set_threads
     from cryocare_torch.simulate import write_dataset
+    from cryocare_torch.workflows import api
 
     threads = set_threads(args.threads)
     load = os.getloadavg()[0]

@@ -12,9 +12,9 @@ import torch
 from cryocare_torch.errors import DataError, OutputError
 from cryocare_torch.io.imod import write_tlt, write_xf
 from cryocare_torch.io.mrc import read_volume, write_volume
-from cryocare_torch.prepare.align import apply_xf, invert_xf, make_xf
-from cryocare_torch.prepare.backproject import ramp_filter, reconstruct_file, weighted_backprojection
-from cryocare_torch.prepare.projector import project
+from cryocare_torch.tomo.align import apply_xf, invert_xf, make_xf
+from cryocare_torch.tomo.backproject import ramp_filter, reconstruct_file, weighted_backprojection
+from cryocare_torch.tomo.projector import project
 
 
 def _ball(d: int, h: int, w: int, r: float, centre: tuple[float, float, float] | None = None) -> torch.Tensor:
@@ -69,7 +69,7 @@ def test_y_chunked_equals_whole(ball_data) -> None:  # type: ignore[no-untyped-d
 
 
 def test_large_operator_path_is_blocked_and_identical(ball_data, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from cryocare_torch.prepare import backproject
+    from cryocare_torch.tomo import backproject
 
     _, angles, proj = ball_data
     whole = weighted_backprojection(proj[::9], angles[::9], 40, width=48)

@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryocare_torch import api
-from cryocare_torch.batch import (
+from cryocare_torch.cli.main import main
+from cryocare_torch.config import CryocareConfig
+from cryocare_torch.errors import CheckpointError, ConfigError, InputFileError
+from cryocare_torch.io.mrc import read_volume, write_volume
+from cryocare_torch.workflows import api
+from cryocare_torch.workflows.batch import (
     build_manifest,
     load_manifest,
     output_state,
@@ -21,10 +25,6 @@ from cryocare_torch.batch import (
     run_item,
     write_manifest,
 )
-from cryocare_torch.cli.main import main
-from cryocare_torch.config import CryocareConfig
-from cryocare_torch.errors import CheckpointError, ConfigError, InputFileError
-from cryocare_torch.io.mrc import read_volume, write_volume
 
 SHAPE = (8, 16, 16)
 

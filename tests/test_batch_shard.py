@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryocare_torch import api
-from cryocare_torch.batch import BatchItem, Manifest
 from cryocare_torch.cli.main import main
 from cryocare_torch.config import CryocareConfig
 from cryocare_torch.io.mrc import write_volume
-from cryocare_torch.shard import Shard, WorkerError, check_workers, own_items, parse_shard
+from cryocare_torch.workflows import api
+from cryocare_torch.workflows.batch import BatchItem, Manifest
+from cryocare_torch.workflows.shard import Shard, WorkerError, check_workers, own_items, parse_shard
 
 SHAPE = (16, 32, 32)
 NAMES = ["TS_00", "TS_01", "TS_02"]

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from cryocare_torch import api
 from cryocare_torch.config import CryocareConfig, ModelConfig
 from cryocare_torch.errors import DeviceError
 from cryocare_torch.io.mrc import read_volume, write_volume
 from cryocare_torch.model import build_model
 from cryocare_torch.predict import predict_tensor
 from cryocare_torch.runtime import resolve_device
+from cryocare_torch.workflows import api
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

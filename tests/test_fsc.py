@@ -12,7 +12,8 @@ import torch
 from torch_fourier_shell_correlation import fourier_ring_correlation, fourier_shell_correlation
 
 from cryocare_torch.errors import ConfigError, DataError, OutputError
-from cryocare_torch.evaluate.fsc import FSCResult, central_box, fsc, fsc_files, make_mask
+from cryocare_torch.evaluate.fsc import FSCResult, central_box, fsc, make_mask
+from cryocare_torch.evaluate.fsc_io import fsc_files
 from cryocare_torch.io.mrc import write_volume
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cryocare_torch.errors import DataError
-from cryocare_torch.prepare.align import apply_xf, bin_images, compose_xf, invert_xf, make_xf
-from cryocare_torch.prepare.geometry import angular_intervals, as_angles, detector_x, rotation_y
-from cryocare_torch.prepare.projector import Projector, project
+from cryocare_torch.tomo.align import apply_xf, bin_images, compose_xf, invert_xf, make_xf
+from cryocare_torch.tomo.geometry import angular_intervals, as_angles, detector_x, rotation_y
+from cryocare_torch.tomo.projector import Projector, project
 
 
 def _imod_u(x: float, z: float, theta: float, w: int, d: int, det: int) -> float:

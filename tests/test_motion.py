@@ -21,9 +21,11 @@ import pytest
 import torch
 
 from cryocare_torch.errors import ConfigError, DataError, OutputError
+from cryocare_torch.fourier import shift_frames
 from cryocare_torch.io.mrc import VolumeMeta, read_meta, write_volume
-from cryocare_torch.prepare.frames import frame_sums, motion_correct_file, motion_correct_tilt_series
-from cryocare_torch.prepare.motion import estimate_drift, estimate_drift_detailed, shift_frames, smooth_trajectory
+from cryocare_torch.prepare.frames import motion_correct_file, motion_correct_tilt_series
+from cryocare_torch.prepare.motion import estimate_drift, estimate_drift_detailed, smooth_trajectory
+from cryocare_torch.tomo.frames import frame_sums
 
 
 def smooth_image(n: int, g: torch.Generator, sigma: float = 2.0) -> torch.Tensor:

@@ -14,7 +14,6 @@ from cryocare_torch.io.imod import read_tlt, read_xf, write_xf
 from cryocare_torch.io.movie import apply_gain, read_gain, read_movie
 from cryocare_torch.io.mrc import read_meta, read_volume, write_volume
 from cryocare_torch.io.pairs import find_pairs
-from cryocare_torch.prepare.align import apply_xf
 from cryocare_torch.prepare.halves import write_halves_list
 from cryocare_torch.prepare.pipeline import Alignment, RawTiltSeries, load_alignment, tiltseries_stacks
 from cryocare_torch.prepare.regimes import prepare_p2p, prepare_t2t
@@ -26,6 +25,7 @@ from cryocare_torch.prepare.tiltseries import (
     write_acquisition_halves,
 )
 from cryocare_torch.simulate.raw import raw_config, write_raw_dataset
+from cryocare_torch.tomo.align import apply_xf
 
 SHAPE = (24, 64, 64)  # 64-pixel frames: drift is measurable in 4 frames with 3x the physical contrast
 

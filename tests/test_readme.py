@@ -167,7 +167,6 @@ def parse_problem(line: str, complete: bool) -> str | None:
 
 
 def test_parse_problem_names_wrong_choices_and_missing_options() -> None:
-    cli_main._register()
     assert parse_problem("cryocare prepare p2p --regime ip", complete=False) is None
     assert "ipp" in str(parse_problem("cryocare prepare p2p --regime ipp", complete=False))
     assert "--mdoc" in str(parse_problem("cryocare prepare p2p --regime ip --output-dir p/", complete=True))
@@ -177,7 +176,6 @@ def test_parse_problem_names_wrong_choices_and_missing_options() -> None:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_documented_cli_commands_parse(doc: Path) -> None:
     """Each command, subcommand, option and choice the docs show exists; shell lines lack no required option."""
-    cli_main._register()
     bad = [f"{line}: {why}" for line, complete in documented_commands(doc) if (why := parse_problem(line, complete))]
     assert not bad, "\n".join(bad)
 

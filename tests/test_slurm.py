@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 from cryocare_torch.cli.main import main
-from cryocare_torch.cluster import ClusterError
-from cryocare_torch.cluster.slurm import SlurmOptions, array_spec, render_script, submit_script, task_states, wait
-from cryocare_torch.errors import ConfigError
+from cryocare_torch.errors import ClusterError, ConfigError
 from cryocare_torch.io.mrc import open_memmap, write_volume
+from cryocare_torch.workflows.slurm import SlurmOptions, array_spec, render_script, submit_script, task_states, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 32, 32)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryocare_torch import api
 from cryocare_torch.cli.main import main
 from cryocare_torch.config import CryocareConfig
 from cryocare_torch.io.mrc import read_volume, write_volume
-from cryocare_torch.watch import scan_pairs, watch
+from cryocare_torch.workflows import api
+from cryocare_torch.workflows.watch import scan_pairs, watch
 
 SHAPE = (16, 32, 32)
 FAST = ["--device", "cpu", "--threads", "1", "--precision", "fp32"]

@@ -55,3 +55,9 @@ class DeviceError(CryocareError):
     """The requested compute device is unavailable or ran out of memory irrecoverably."""
 
     exit_code = 7
+
+
+class ClusterError(CryocareError):
+    """The scheduler refused a job, is unreachable, or a job did not finish (in time)."""
+
+    exit_code = 8

@@ -1,1 +1,1 @@
-"""The ``cryocare`` command-line interface (thin wrappers over :mod:`cryocare_torch.api`)."""
+"""The ``cryocare`` command-line interface (thin wrappers over :mod:`cryocare_torch.workflows.api`)."""

@@ -12,11 +12,25 @@ from typing import Annotated
 
 from cyclopts import Group, Parameter
 
-from ..errors import ConfigError
-from .commands_watch import WatchCliOptions
-from .main import app
+from ..errors import ClusterError, ConfigError
+from ..io.atomic import atomic_write_text
+from ..io.mrc import read_meta
+from ..logs import log_stderr as _log
+from ..workflows.batch import (
+    build_manifest,
+    load_manifest,
+    output_state,
+    resolve_batch,
+    run_all,
+    run_item,
+    write_manifest,
+)
+from ..workflows.shard import from_torchrun, parse_devices, parse_shard
+from ..workflows.shard_runs import run_on_devices, run_torchrun_share, run_worker_share
+from ..workflows.slurm import SlurmOptions, render_script, submit_script, submit_submitit, task_states, wait
+from .app import app
+from .commands_watch import WatchCliOptions, run_watch
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, build_config
-from .options import log_stderr as _log
 
 G_SLURM = Group("SLURM (with --slurm)", sort_key=50)
 
@@ -59,8 +73,6 @@ class SlurmCliOptions:
     "The cryocare command on the compute nodes (default: this environment's, by absolute path)."
 
     def to_options(self):  # noqa: ANN201 - lazy import keeps 'cryocare --help' fast
-        from ..cluster.slurm import SlurmOptions
-
         return SlurmOptions(self.partition, self.time, self.mem, self.gpus, self.cpus, self.max_parallel,
                             self.account, self.job_name, list(self.sbatch_arg or []), list(self.setup or []),
                             self.executable).validate()
@@ -126,10 +138,6 @@ def batch(
         Run here on several devices at once, one worker process each on every Nth pair: cuda:0,cuda:1, a GPU
         count such as 4, or cpu,cpu. (Under torchrun each process takes its share by itself.)
     """
-    from ..batch import build_manifest, resolve_batch, run_all, write_manifest
-    from ..io.atomic import atomic_write_text
-    from ..shard import from_torchrun, parse_devices
-
     if sbatch_only and submitit:
         raise ConfigError("--sbatch-only writes a plain sbatch script; it cannot be combined with --submitit")
     if wait_minutes is not None and wait_minutes <= 0:
@@ -146,7 +154,6 @@ def batch(
     if watch is not None:
         if inputs or slurm or sbatch_only or submitit or wait_minutes is not None:
             raise ConfigError("--watch FOLDER replaces INPUTS and runs here; drop the inputs and SLURM options")
-        from .commands_watch import run_watch
 
         return run_watch(watch, output_dir, config, watch_opts, model=model, suffix=suffix, overwrite=overwrite)
     inputs = inputs or []
@@ -169,7 +176,6 @@ def batch(
     output_dir.mkdir(parents=True, exist_ok=True)
     if slurm_options is None:
         _sigterm_interrupts()
-        from .batch_shard import run_on_devices, run_torchrun_share
 
         if shard is not None:
             return run_torchrun_share(manifest, items, shard, output_dir)
@@ -179,7 +185,6 @@ def batch(
         print(f"done {sum(r == 'done' for r in results.values())}, skipped "
               f"{sum(r == 'skipped' for r in results.values()) + len(manifest.skipped)}; outputs in {output_dir}")
         return 0
-    from ..cluster.slurm import render_script, submit_script, submit_submitit
 
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)  # SLURM does not create it: tasks would fail silently
@@ -201,11 +206,6 @@ def batch(
 
 
 def _report(manifest_path: Path, job: str | None, wait_minutes: float | None) -> int:
-    from ..batch import load_manifest, output_state
-    from ..cluster import ClusterError
-    from ..cluster.slurm import task_states, wait
-    from ..io.mrc import read_meta
-
     manifest = load_manifest(manifest_path)
     n = len(manifest.items)
     if job is None:
@@ -272,10 +272,6 @@ def batch_run(
     threads
         CPU threads for this process (instead of the manifest's).
     """
-    from ..batch import load_manifest, run_item
-    from ..shard import parse_shard
-    from .batch_shard import run_worker_share
-
     if (index is None) == (shard is None):
         raise ConfigError("give either --index I (one item) or --shard RANK/WORLD (every WORLD-th item)")
     part = parse_shard(shard or "0/1")  # its errors come before reading the manifest

@@ -10,9 +10,14 @@ from cyclopts import Parameter
 
 from ..config import config_to_dict
 from ..errors import ConfigError
-from .main import app
+from ..logs import log_stderr as _log
+from ..simulate import write_dataset
+from ..train.distributed import is_main_process
+from ..workflows import api
+from ..workflows.demo import run_demo
+from ..workflows.shard import from_torchrun, process_config
+from .app import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
-from .options import log_stderr as _log
 
 
 def _pairs(even: list[Path], odd: list[Path]) -> list[tuple[Path, Path]]:
@@ -49,8 +54,6 @@ def simulate(
     overwrite
         Replace existing files.
     """
-    from ..simulate import write_dataset
-
     config = build_config(cfg, extra={"simulate": {"shape": shape, "pixel_size": pixel_size, "seed": seed}})
     paths = write_dataset(config.simulate, output_dir, overwrite=overwrite)
     for name, p in paths.items():
@@ -82,9 +85,6 @@ def train(
     resume
         Continue from model_dir/last.pt with its optimiser, schedule and random state.
     """
-    from .. import api
-    from ..train.distributed import is_main_process
-
     config = build_config(cfg, train_opts, None, runtime)
     best = api.train(_pairs(even, odd), model_dir, config, resume=resume, log=_log)
     if is_main_process():  # under torchrun only rank 0 reports
@@ -121,9 +121,6 @@ def predict(
     overwrite
         Replace existing outputs.
     """
-    from .. import api
-    from ..shard import from_torchrun, process_config
-
     config = build_config(cfg, None, predict_opts, runtime)
     pairs = api.validate_pairs(_pairs(even, odd))
     outputs = api.output_paths(pairs, output)
@@ -173,8 +170,6 @@ def denoise(
     resume
         Continue an interrupted training in model_dir.
     """
-    from .. import api
-
     config = build_config(cfg, train_opts, predict_opts, runtime)
     outs = api.denoise(
         _pairs(even, odd), output, config, model_dir=model_dir, overwrite=overwrite, resume=resume, log=_log
@@ -206,8 +201,6 @@ def demo(
     overwrite
         Replace files of an earlier demo.
     """
-    from ..demo import run_demo
-
     config = build_config(None, None, None, runtime)
     run_demo(output_dir, config, minutes=minutes, overwrite=overwrite, log=_log)
     return 0

@@ -8,9 +8,18 @@ from typing import Annotated, Literal
 
 from cyclopts import Group, Parameter
 
-from ..errors import ConfigError
-from .main import app
-from .options import log_stderr as _log
+from ..errors import ConfigError, DataError
+from ..evaluate.baselines import gaussian_filter, median_filter
+from ..evaluate.fsc_io import fsc_files
+from ..evaluate.metrics import format_table
+from ..evaluate.nad import nad
+from ..io.atomic import check_output
+from ..io.mrc import read_meta, read_volume, write_volume
+from ..io.pairs import validate_pairs
+from ..logs import log_stderr as _log
+from ..report import EvalOptions, RunInputs, build_report, evaluate_run
+from ..runtime import set_threads
+from .app import app
 
 G_EVAL = Group("Evaluation", sort_key=15)
 G_HW = Group("Hardware", sort_key=40)
@@ -47,9 +56,6 @@ class EvalRuntime:
 
 
 def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None):  # noqa: ANN202 - lazy import
-    from ..report import EvalOptions
-    from ..runtime import set_threads
-
     o, r = opts or EvalCliOptions(), runtime or EvalRuntime()
     if r.threads is not None and r.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {r.threads}")
@@ -102,8 +108,6 @@ def fsc(
     overwrite
         Replace existing output files.
     """
-    from ..evaluate.fsc import fsc_files
-
     result = fsc_files(a, b, mask_path=mask, voxel_size=voxel_size, crop=crop, soft_edge=soft_edge,
                        json_path=json, csv_path=csv, plot_path=plot, overwrite=overwrite)
     shape = "x".join(map(str, result.shape))
@@ -168,13 +172,6 @@ def baseline(
     """
     import numpy as np
 
-    from ..api import validate_pairs
-    from ..errors import DataError
-    from ..evaluate.baselines import gaussian_filter, median_filter
-    from ..evaluate.nad import nad
-    from ..io.atomic import check_output
-    from ..io.mrc import read_meta, read_volume, write_volume
-    from ..runtime import set_threads
 
     if (even is None) != (odd is None):
         raise ConfigError("give both --even and --odd (their average is filtered), or one INPUT")
@@ -252,8 +249,6 @@ def evaluate(
     overwrite
         Replace the files of an earlier evaluation in OUTPUT_DIR.
     """
-    from ..report import RunInputs, evaluate_run
-
     inputs = RunInputs(restored=restored, even=even, odd=odd, truth=truth, labels=labels, centres=centres,
                        model_dir=model_dir)
     metrics = evaluate_run(inputs, output_dir, _options(opts, runtime), overwrite=overwrite, log=_log)
@@ -261,7 +256,6 @@ def evaluate(
         print(f"FSC {name:28s} 0.5: {c['res_0_5_nm']:6.2f} nm{' (Nyquist)' if c['res_0_5_reaches_nyquist'] else ''}"
               f"   0.143: {c['res_0_143_nm']:6.2f} nm{' (Nyquist)' if c['res_0_143_reaches_nyquist'] else ''}")
     if metrics["quality"]:
-        from ..evaluate.metrics import format_table
 
         print(format_table(metrics["quality"]))
     for name, row in ((metrics.get("downstream") or {}).get("best") or {}).items():
@@ -298,8 +292,6 @@ def report(
     overwrite
         Replace an existing output.
     """
-    from ..report import build_report
-
     out = build_report(paths, output, _options(opts, runtime), overwrite=overwrite, title=title, log=_log)
     print(f"wrote {out}")
     return 0

@@ -7,9 +7,16 @@ from typing import Literal
 
 from cyclopts import App
 
-from .main import app
+from ..logs import log_stderr as _log
+from ..prepare.frames import motion_correct_file, motion_correct_tilt_series
+from ..prepare.halves import write_halves_list
+from ..prepare.pipeline import load_alignment, tiltseries_stacks
+from ..prepare.regimes import prepare_p2p, prepare_t2t
+from ..prepare.tiltseries import write_acquisition_halves
+from ..simulate.raw import raw_config, write_raw_dataset
+from ..workflows.p2p import p2p_reconstruct as run
+from .app import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
-from .options import log_stderr as _log
 from .prepare_options import AlignOptions, RawOptions, ReconOptions, report_pair
 
 prepare_app = App(
@@ -59,8 +66,6 @@ def motion(
     overwrite
         Replace existing outputs.
     """
-    from ..prepare.frames import motion_correct_file, motion_correct_tilt_series
-
     opts = {"bfactor": bfactor} if bfactor is not None else {}
     output.parent.mkdir(parents=True, exist_ok=True)
     common = dict(output_prefix=output, gain=gain, gain_flip=gain_flip, gain_rotation=gain_rotation,
@@ -94,9 +99,6 @@ def tiltseries(
     overwrite
         Replace existing outputs.
     """
-    from ..prepare.pipeline import load_alignment, tiltseries_stacks
-    from ..prepare.tiltseries import write_acquisition_halves
-
     alignment = (align or AlignOptions()).build()
     rawts = raw.build()
     load_alignment(alignment, rawts.views())  # bad side files stop here, before any output or motion correction
@@ -134,8 +136,6 @@ def t2t(
     overwrite
         Replace existing outputs.
     """
-    from ..prepare.regimes import prepare_t2t
-
     output_dir.mkdir(parents=True, exist_ok=True)
     pair = prepare_t2t(raw.build(), (align or AlignOptions()).build(), output_dir, regime=regime,
                        thickness=rec.thickness, binning=rec.binning, normalize=rec.normalize, overwrite=overwrite,
@@ -167,8 +167,6 @@ def p2p(
     overwrite
         Replace existing outputs.
     """
-    from ..prepare.regimes import prepare_p2p
-
     output_dir.mkdir(parents=True, exist_ok=True)
     pair = prepare_p2p(raw.build(), (align or AlignOptions()).build(), output_dir, regime=regime,
                        overwrite=overwrite, log=_log)
@@ -201,8 +199,6 @@ def p2p_reconstruct(
     overwrite
         Replace existing outputs.
     """
-    from ..prepare.regimes import p2p_reconstruct as run
-
     config = build_config(cfg, train_opts, predict_opts, runtime)
     output_dir.mkdir(parents=True, exist_ok=True)
     out = run(raw.build(), (align or AlignOptions()).build(), output_dir, thickness=rec.thickness, config=config,
@@ -241,8 +237,6 @@ def halves(
     overwrite
         Replace an existing list.
     """
-    from ..prepare.halves import write_halves_list
-
     out, pairs = write_halves_list(output, source, even=even, odd=odd, project_dir=project_dir,
                                    overwrite=overwrite, log=_log)
     print(f"{len(pairs)} pair(s) written to {out}")
@@ -281,8 +275,6 @@ def simulate_raw(
     max_shift
         Largest misalignment shift per tilt, in pixels.
     """
-    from ..simulate.raw import raw_config, write_raw_dataset
-
     given = {"shape": shape, "tilt_step": tilt_step, "n_frames": n_frames, "seed": seed}
     from_file = build_config(cfg).simulate.model_dump(exclude_unset=True)  # --config / --set simulate.*
     sim = raw_config(**{**from_file, **{k: v for k, v in given.items() if v is not None}})

@@ -15,9 +15,10 @@ from cyclopts import Group, Parameter
 
 from ..config import CryocareConfig
 from ..errors import CryocareError
-from .main import app
+from ..logs import log_stderr as _log
+from ..workflows.watch import watch as _watch
+from .app import EXIT_INTERRUPTED, app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
-from .options import log_stderr as _log
 
 G_WATCH = Group("Live mode", sort_key=5)
 
@@ -62,9 +63,6 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
 
 def run_watch(folder: Path, output_dir: Path, config: CryocareConfig, opts: WatchCliOptions | None, **kw: Any) -> int:
     """Run the watch, print the summary; failed pairs give the first failure's exit code, Ctrl-C twice 130."""
-    from ..watch import watch as _watch
-    from .main import EXIT_INTERRUPTED
-
     opts = opts or WatchCliOptions()
     stop = threading.Event()
     with _stop_on_ctrl_c(stop):

@@ -13,38 +13,11 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 
 from ..errors import CryocareError
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-EXIT_INTERNAL = 70
-
-app = App(
-    name="cryocare",
-    help=(
-        "Noise2Noise (cryo-CARE) restoration of cryo-ET tomograms and cryo-EM images.\n\n"
-        "Train a U-Net on pairs of the same specimen with independent noise (even/odd frame or tilt "
-        "halves) and restore the data; no clean image needed. Add --debug to any command to see a "
-        "traceback on errors."
-    ),
-    version_flags=["--version"],
-    default_parameter=Parameter(negative_iterable=()),
-    suppress_keyboard_interrupt=False,
-)
-
-
-def _register() -> None:
-    from . import commands_core  # noqa: F401  (registers commands on import)
-
-    for optional in ("commands_eval", "commands_prepare", "commands_batch", "commands_watch"):
-        try:
-            __import__(f"{__package__}.{optional}")
-        except ModuleNotFoundError as exc:  # a command group not built yet
-            if exc.name and not exc.name.endswith(optional):
-                raise
+from . import commands_batch, commands_core, commands_eval, commands_prepare, commands_watch  # noqa: F401  (register)
+from .app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, app
 
 
 def _error(message: str) -> None:
@@ -64,7 +37,6 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(args: Sequence[str], *, debug: bool = False) -> int:
-    _register()
     try:
         with warnings.catch_warnings():
             if not debug:  # library warnings (numpy, torch, mrcfile) would break the one-line error; --debug shows them

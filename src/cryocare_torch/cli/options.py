@@ -5,7 +5,6 @@ Precedence: defaults < ``--config FILE`` (YAML/JSON) < ``--set section.key=value
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,11 +73,6 @@ class RuntimeOptions:
     "auto: bf16 on GPUs and on CPUs with bf16 instructions, else fp32."
     threads: int | None = None
     "CPU threads (default: all available cores)."
-
-
-def log_stderr(msg: str) -> None:
-    """Progress and log lines go to stderr (stdout stays for results)."""
-    print(msg, file=sys.stderr, flush=True)
 
 
 def parse_sets(sets: list[str] | None) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,8 @@ from typing import Literal
 from cyclopts import Group, Parameter
 
 from ..errors import ConfigError
+from ..io.imod import parse_exclude_list
+from ..prepare.pipeline import Alignment, RawTiltSeries
 
 G_RAW = Group("Raw data", sort_key=1)
 G_ALIGN = Group("Alignment", sort_key=2)
@@ -42,9 +44,6 @@ class RawOptions:
     "B-factor (A^2) of the motion-correction low-pass (default 500)."
 
     def build(self):  # noqa: ANN201 - lazy import keeps 'cryocare --help' fast
-        from ..io.imod import parse_exclude_list
-        from ..prepare.pipeline import RawTiltSeries
-
         try:
             exclude = tuple(parse_exclude_list(self.exclude)) if self.exclude else ()
         except ValueError as exc:
@@ -67,8 +66,6 @@ class AlignOptions:
     "AreTomo .aln instead of --xf (its sections index the angle-sorted series)."
 
     def build(self):  # noqa: ANN201
-        from ..prepare.pipeline import Alignment
-
         return Alignment(self.xf, self.tlt, self.aln)
 
 

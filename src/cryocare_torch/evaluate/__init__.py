@@ -13,7 +13,8 @@ from .baselines import (
     gaussian_filter,
     median_filter,
 )
-from .fsc import FSCResult, fsc, fsc_files
+from .fsc import FSCResult, fsc
+from .fsc_io import fsc_files
 from .metrics import affine_fit, format_table, psnr, quality_table, ssim
 from .nad import nad, perona_malik
 

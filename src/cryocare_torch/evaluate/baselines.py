@@ -23,6 +23,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..filters import gaussian_smooth, symmetric_index
 from .metrics import ArrayLike, Region, as_tensor, like, psnr
+from .nad import contrast_estimate, kappa_estimate, nad, perona_malik
 
 __all__ = ["best_gaussian", "best_median", "best_nad", "best_perona_malik", "gaussian_filter", "gaussian_smooth",
            "median_filter", "symmetric_index"]
@@ -110,8 +111,6 @@ def best_nad(
 ) -> tuple[dict[str, Any], ArrayLike]:
     """Oracle NAD: contrast ``lambda_ = scale * contrast_estimate(x)`` and iteration count with the best
     PSNR against ``truth``. Returns ``({"lambda_scale", "iterations", "lambda_"}, result)``."""
-    from .nad import contrast_estimate, nad
-
     base = contrast_estimate(x, sigma=nad_options.get("sigma", 1.0), rho=nad_options.get("rho", 2.0))
 
     def run(v: ArrayLike, n: int, scale: float, cb: Any) -> None:
@@ -127,8 +126,6 @@ def best_perona_malik(
 ) -> tuple[dict[str, Any], ArrayLike]:
     """Oracle Perona-Malik: ``kappa = scale * kappa_estimate(x)`` and iteration count with the best PSNR
     against ``truth``. Returns ``({"kappa_scale", "iterations", "kappa"}, result)``."""
-    from .nad import kappa_estimate, perona_malik
-
     base = kappa_estimate(x)
 
     def run(v: ArrayLike, n: int, scale: float, cb: Any) -> None:

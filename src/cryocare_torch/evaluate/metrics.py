@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from .fsc import fsc
 
 ArrayLike = torch.Tensor | np.ndarray
 Region = float | Sequence[slice] | None
@@ -128,8 +129,6 @@ def quality_table(
     """One row per result: ``name``, ``psnr`` (dB), ``ssim`` and, with ``voxel_size`` (Angstrom),
     ``fsc_res_0_5_nm`` -- the resolution where the FSC with the truth (same region, apodised by a
     cosine-edged box of up to 6 voxels) drops below 0.5."""
-    from .fsc import fsc
-
     rows = []
     for name, vol in results.items():
         row: dict[str, Any] = {"name": name, "psnr": psnr(vol, truth, fit=fit, region=region),

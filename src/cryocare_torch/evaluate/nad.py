@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 
 from ..errors import ConfigError, DataError
-from .baselines import gaussian_smooth, symmetric_index
+from ..filters import gaussian_smooth, symmetric_index
 from .metrics import ArrayLike, as_tensor, like
 
 Mode = Literal["hybrid", "eed", "ced"]

@@ -40,7 +40,6 @@ def _figure(width: float, height: float) -> Figure:
 
 def _styled(func: Callable[..., Path]) -> Callable[..., Path]:
     """Run a figure function under the module's font sizes without touching global rcParams."""
-
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Path:
         with matplotlib.rc_context(_STYLE):

@@ -19,7 +19,7 @@ full volume. Regions are one ``slice`` per axis.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +29,13 @@ from skimage.filters import threshold_otsu
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from ..logs import Log
 from ..model import UNet
 from ..predict import predict_tensor
 from ..runtime import resolve_device
 
 ArrayLike = np.ndarray | torch.Tensor
 Region = tuple[slice, slice, slice]
-Log = Callable[[str], None]
 _logger = logging.getLogger("cryocare_torch.evaluate.segmentation")
 
 

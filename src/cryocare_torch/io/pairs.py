@@ -21,10 +21,11 @@ from __future__ import annotations
 import re
 import shlex
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError, InputFileError
+from ..errors import ConfigError, DataError, InputFileError
 from .imod import read_text_lines
 from .mrc import VolumeMeta, read_meta
 from .star import read_tomograms_star
@@ -231,3 +232,25 @@ def check_pair_compatible(even: str | Path, odd: str | Path) -> VolumeMeta:
         raise DataError(f"even half {even} has voxel size {me.voxel_size} A but odd half {odd} has "
                         f"{mo.voxel_size} A; both halves must come from the same reconstruction")
     return me
+
+
+def validate_pairs(pairs: Sequence[tuple[str | Path, str | Path]]) -> list[tuple[Path, Path]]:
+    """Check every pair before any long work: files readable, halves of equal shape and voxel size."""
+    if not pairs:
+        raise ConfigError("no even/odd pairs given; pass --even E.mrc --odd O.mrc")
+    out = []
+    for even, odd in pairs:
+        e, o = Path(even), Path(odd)
+        if e.resolve() == o.resolve():
+            raise DataError(f"even and odd are the same file ({e}); give the two independent halves", e)
+        me, mo = read_meta(e), read_meta(o)
+        if me.shape != mo.shape:
+            raise DataError(f"halves differ in shape: {e} is {me.shape}, {o} is {mo.shape}; pair the right files")
+        if me.has_voxel_size and mo.has_voxel_size and any(
+            abs(a - b) > 1e-3 * max(a, b) for a, b in zip(me.voxel_size, mo.voxel_size, strict=True)
+        ):
+            raise DataError(
+                f"halves differ in voxel size: {e} has {me.voxel_size[0]:.3f} A, {o} has {mo.voxel_size[0]:.3f} A"
+            )
+        out.append((e, o))
+    return out

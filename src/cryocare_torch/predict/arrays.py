@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, DeviceError
+from ..logs import Log
 from ..runtime import resolve_device, resolve_dtype
 from ..tiling import TileGrid, make_grid
 from .engine import Forward, TileTooLarge, run_tiled
@@ -25,7 +26,6 @@ from .memory import (
 )
 
 ArrayLike = torch.Tensor | np.ndarray
-Log = Callable[[str], None]
 T = TypeVar("T")
 _logger = logging.getLogger("cryocare_torch.predict")
 

@@ -22,6 +22,7 @@ from ..errors import CheckpointError, DataError
 from ..io.atomic import check_output
 from ..io.mrc import HEADER_BYTES, VolumeMeta, VolumeWriter, open_memmap, read_meta, read_slab
 from ..runtime import describe, resolve_device, resolve_dtype, set_threads
+from ..train.checkpoint import load_checkpoint
 from .arrays import Log, build_grid, default_log, run_with_retry, sample_stats
 from .engine import Forward, run_tiled
 from .memory import (
@@ -84,7 +85,6 @@ def file_stats(paths: Sequence[Path], meta: VolumeMeta, max_sections: int = 32, 
 
 def _load(checkpoint: Any) -> Any:
     if isinstance(checkpoint, (str, Path)):
-        from ..train.checkpoint import load_checkpoint
 
         return load_checkpoint(Path(checkpoint), device="cpu")
     return checkpoint  # an already loaded checkpoint (model, ndim, normalization, config)

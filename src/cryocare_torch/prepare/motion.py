@@ -5,7 +5,7 @@ Conventions
 * A movie is ``frames`` of shape ``(t, h, w)``; shifts are ``(t, 2)`` tensors of ``(dy, dx)`` in pixels.
 * :func:`estimate_drift` returns the **drift**: the displacement of each frame's content relative to
   the reference position, i.e. ``frames[i](r) ~ image(r - drift[i])``. Aligning a movie therefore means
-  ``shift_frames(frames, -drift)`` (what :func:`cryocare_torch.prepare.frames.frame_sums` does).
+  ``shift_frames(frames, -drift)`` (what :func:`cryocare_torch.tomo.frames.frame_sums` does).
 * The trajectory has no absolute origin (every frame is aligned to the others); ``origin="mean"``
   (default) makes the shifts average to zero, ``origin="first"`` makes ``drift[0] == (0, 0)``.
   "mean" keeps the aligned sum at the exposure-averaged specimen position, minimises the shifts
@@ -39,9 +39,10 @@ from typing import Literal
 import torch
 
 from ..errors import ConfigError
-from .frames import _crop_spectrum, _freqs, _good_size, _phase, check_finite, shift_frames, validate_frames
+from ..fourier import crop_spectrum, good_fft_size, phase_ramp, rfft_freqs
+from ..tomo.frames import check_finite, validate_frames
 
-__all__ = ["DriftEstimate", "estimate_drift", "estimate_drift_detailed", "shift_frames", "smooth_trajectory"]
+__all__ = ["DriftEstimate", "estimate_drift", "estimate_drift_detailed", "smooth_trajectory"]
 
 Reference = Literal["sum-minus-frame", "sum"]
 Origin = Literal["mean", "first"]
@@ -60,7 +61,7 @@ def _working_size(h: int, w: int, pixel: float, bfactor: float, max_work: int) -
         s_max = math.sqrt(8.0 / bfactor)  # 1/A
         f = max(1.0, 1.0 / (2.0 * s_max * pixel))
     f = max(f, max(h, w) / max_work)
-    h2, w2 = min(h, _good_size(h / f)), min(w, _good_size(w / f))
+    h2, w2 = min(h, good_fft_size(h / f)), min(w, good_fft_size(w / f))
     return max(h2 - h2 % 2, 16), max(w2 - w2 % 2, 16)
 
 
@@ -72,7 +73,7 @@ def _upsampled_peak(cross: torch.Tensor, peak: torch.Tensor, h: int, w: int) -> 
     """
     u = _UPSAMPLE
     offs = torch.arange(-u, u + 1, device=cross.device, dtype=torch.float64) / u  # (m,)
-    fy, fx = _freqs(h, w, cross.device)
+    fy, fx = rfft_freqs(h, w, cross.device)
     ry = peak[:, 0, None].to(torch.float64) + offs  # (t, m)
     rx = peak[:, 1, None].to(torch.float64) + offs
     ey = torch.polar(torch.ones(1, device=cross.device, dtype=torch.float64),
@@ -137,7 +138,7 @@ def _align(spectra: torch.Tensor, search: torch.Tensor, fy: torch.Tensor, fx: to
     size = torch.tensor([h2, w2], device=spectra.device)
     shifts = torch.zeros((t, 2), dtype=torch.float64, device=spectra.device)
     for _ in range(iterations):
-        aligned = spectra * _phase(-shifts, fy, fx)
+        aligned = spectra * phase_ramp(-shifts, fy, fx)
         total = aligned.sum(dim=0, keepdim=True)
         ref = total - aligned if reference == "sum-minus-frame" else total.expand_as(aligned)
         cross = spectra * ref.conj()
@@ -253,7 +254,7 @@ def estimate_drift_detailed(
     he, we = (h // b) * b, (w // b) * b  # pixels covered by the binned frames
     scale = torch.tensor([he / h2, we / w2], dtype=torch.float64, device=dev)
 
-    fy, fx = _freqs(h2, w2, dev)
+    fy, fx = rfft_freqs(h2, w2, dev)
     s2 = (fy * (h2 / he) / pixel) ** 2 + (fx * (w2 / we) / pixel) ** 2  # (1/A)^2 on the working grid
     cyc2 = (fy * h2) ** 2 + (fx * w2) ** 2  # (cycles per frame)^2
     filt = torch.exp(-bfactor * s2 / 4.0) * (1.0 - torch.exp(-cyc2 / (2 * _HIGHPASS_CYCLES**2)))
@@ -267,7 +268,7 @@ def estimate_drift_detailed(
             frame = torch.nn.functional.avg_pool2d(frame[None, None], b)[0, 0]
         mean = frame.mean()
         check_finite(mean, f"frame {i}")
-        spectra[i] = _crop_spectrum(torch.fft.rfft2(frame - mean), h2, w2) * filt
+        spectra[i] = crop_spectrum(torch.fft.rfft2(frame - mean), h2, w2) * filt
 
     rmax = float(max_shift) / scale  # (2,) working pixels
     yy = torch.fft.fftfreq(h2, 1.0 / h2, device=dev, dtype=torch.float64)[:, None]

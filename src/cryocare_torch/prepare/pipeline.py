@@ -16,7 +16,6 @@ on top of what this module provides:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,12 +23,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, InputFileError
+from ..io.aretomo import aln_to_xf, read_aln
 from ..io.atomic import atomic_write_json, atomic_write_text
+from ..io.imod import read_tlt, read_xf
+from ..logs import Log
 from .tiltseries import TiltSeriesViews, assemble_from_movies, assemble_from_stack, check_stack, views_from_mdoc
 from .views import sibling
 
 Regime = Literal["t2t-df", "t2t-eoa", "p2p-df", "p2p-ip", "p2p-tap"]
-Log = Callable[[str], None]
 STACK_KINDS = ("even", "odd", "sum", "firsthalf", "secondhalf")
 
 
@@ -157,14 +158,11 @@ def load_alignment(align: Alignment, views: TiltSeriesViews) -> tuple[np.ndarray
     Angles come from ``tlt``, else the ``aln``'s TILT column, else the ``.mdoc``. An ``.aln`` is read for
     the angle-sorted series of all views (its sections), so a view it dropped must be excluded here too.
     """
-    from ..io.imod import read_tlt, read_xf
-
     if align.aln is not None and align.xf is not None:
         raise ConfigError("give either --xf (IMOD) or --aln (AreTomo), not both")
     angles = views.angles.copy()
     xf = None
     if align.aln is not None:
-        from ..io.aretomo import aln_to_xf, read_aln
 
         aln = read_aln(align.aln)
         rows = {int(s): i for i, s in enumerate(aln.section)}

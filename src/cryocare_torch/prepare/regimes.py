@@ -6,7 +6,8 @@
 * **T2T-eoa** (even/odd acquisition) -- the full sums of the tilts with even and with odd acquisition
   numbers, each half reconstructed with the angular weights of its own (doubled) spacing;
 * **P2P then reconstruct** -- a 2D network trained on P2P-df pairs restores every tilt (both frame halves,
-  averaged), and the restored series is reconstructed (:func:`p2p_reconstruct`).
+  averaged), and the restored series is reconstructed
+  (:func:`cryocare_torch.workflows.p2p.p2p_reconstruct`: it trains and predicts, so it is a workflow).
 
 2D (image-stack pairs, one image pair per section; training treats stacks as 2D):
 
@@ -27,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import CryocareConfig
 from ..errors import ConfigError
 from .pipeline import Alignment, Log, PreparedPair, RawTiltSeries, load_alignment, tiltseries_stacks, write_pair_list
 from .tiltseries import acquisition_halves, adjacent_pairs, write_acquisition_halves
@@ -121,51 +121,3 @@ def prepare_p2p(
         even, odd, extra = made["even"], made["odd"], {"aligned": made["aligned"]}
     lst = write_pair_list(sibling(prefix, "_pairs.txt"), [(name, even, odd)], overwrite=True)
     return PreparedPair(name, f"p2p-{regime}", even, odd, lst, extra)
-
-
-def p2p_reconstruct(
-    raw: RawTiltSeries,
-    alignment: Alignment,
-    out_dir: str | Path,
-    *,
-    thickness: int,
-    config: CryocareConfig | None = None,
-    binning: int = 1,
-    normalize: Normalization = "mean",
-    overwrite: bool = False,
-    progress: bool = False,
-    log: Log | None = None,
-) -> dict[str, Path]:
-    """P2P then reconstruct: train a 2D network on the P2P-df pairs, restore every tilt, reconstruct.
-
-    Writes ``<name>_p2p_df_model/`` (checkpoints), ``<name>_p2p_restored.mrc`` (restored tilts, raw
-    geometry) and ``<name>_p2p_rec.mrc``; with ``config.predict.write_halves`` also the restored halves and
-    their reconstructions ``<name>_p2p_rec_{even,odd}.mrc`` (for half-map FSC). Returns the paths by kind.
-    """
-    from .. import api
-    from ..io.atomic import check_output
-    from ..predict import half_paths
-
-    cfg = config or CryocareConfig()
-    out = Path(out_dir)
-    pair = prepare_p2p(raw, alignment, out, regime="df", overwrite=overwrite, log=log)
-    views = raw.views()
-    angles, xf = load_alignment(alignment, views)
-    stem = out / f"{views.name}_p2p"
-    restored = sibling(stem, "_restored.mrc")
-    recs = {"rec": sibling(stem, "_rec.mrc")}
-    if cfg.predict.write_halves:
-        recs |= {"rec_even": sibling(stem, "_rec_even.mrc"), "rec_odd": sibling(stem, "_rec_odd.mrc")}
-    for p in (restored, *half_paths(restored), *recs.values()):
-        check_output(p, overwrite=overwrite)
-    best = api.train([(pair.even, pair.odd)], sibling(stem, "_df_model"), cfg, progress=progress, log=log)
-    api.predict(best, pair.even, pair.odd, restored, cfg, overwrite=overwrite, progress=progress, log=log)
-    sources = {"rec": restored}
-    if cfg.predict.write_halves:
-        sources |= dict(zip(("rec_even", "rec_odd"), half_paths(restored), strict=True))
-    result = {"model": best, "restored": restored}
-    for key, src in sources.items():
-        _say(log)(f"reconstructing the restored tilts ({src.name})")
-        result[key] = reconstruct_views(src, angles, recs[key], thickness, xf=xf, binning=binning,
-                                        normalize=normalize, overwrite=overwrite, progress=progress)
-    return result

@@ -31,6 +31,7 @@ from ..io.atomic import atomic_write_text
 from ..io.imod import write_tlt, write_xf
 from ..io.mdoc import read_mdoc
 from ..io.mrc import VolumeMeta, read_meta
+from .frames import motion_correct_tilt_series
 from .views import copy_views, sibling
 
 
@@ -169,8 +170,6 @@ def assemble_from_movies(
 ) -> dict[str, Path]:
     """Motion-correct the views' movies in angle order: ``<prefix>_{even,odd,sum,firsthalf,secondhalf}.mrc``,
     ``<prefix>_shifts.csv``, ``<prefix>.tlt`` and ``<prefix>_views.csv``; returns the paths by kind."""
-    from .frames import motion_correct_tilt_series
-
     prefix = Path(output_prefix)
     movies = views.movie_paths()
     px = pixel_size if pixel_size is not None else views.pixel_size

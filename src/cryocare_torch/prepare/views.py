@@ -19,7 +19,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io.mrc import VolumeMeta, VolumeWriter, open_memmap, read_meta
-from .align import XfLike, apply_xf, as_xf
+from ..tomo.align import XfLike, apply_xf, as_xf
+from ..tomo.backproject import reconstruct_file
 
 Normalization = Literal["mean", "none"]
 
@@ -107,8 +108,6 @@ def reconstruct_views(
     ``angles`` and ``xf`` have one entry per view of ``stack``; ``thickness``/``width`` are in binned voxels.
     The normalised views go through a temporary stack beside ``output``, removed afterwards.
     """
-    from .backproject import reconstruct_file
-
     stack, output = Path(stack), Path(output)
     meta = read_meta(stack)
     n = meta.shape[0] if meta.ndim == 3 else 1

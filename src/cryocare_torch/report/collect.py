@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputFileError
+from ..io.mrc import read_meta
+from .evaluation import FORMAT
 from .inputs import RunInputs
 
 _MRC = (".mrc", ".rec", ".map")
@@ -65,8 +67,6 @@ def mrc_role(path: Path) -> str | None:
 
 
 def _is_volume(path: Path) -> bool:
-    from ..io.mrc import read_meta
-
     try:
         meta = read_meta(path)
     except InputFileError:
@@ -89,8 +89,6 @@ def _candidates(paths: list[Path]) -> list[Path]:
 
 
 def _is_metrics(path: Path) -> bool:
-    from .evaluation import FORMAT
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -28,15 +28,21 @@ import datetime as _dt
 import json
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import CheckpointError, ConfigError
+from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
+from ..evaluate.fsc import fsc
+from ..evaluate.plots import loss_curve, plot_fsc, slices_figure
 from ..io.atomic import atomic_write_json, check_output
 from ..io.mrc import read_volume
+from ..logs import Log
+from ..train.checkpoint import read_checkpoint
+from ..version import __version__
 from .inputs import RunInputs, find_model_dir, read_centres, restored_halves
 from .scoring import evaluation_box, parse_methods, run_baselines, score_rows
 
@@ -44,7 +50,6 @@ FORMAT = "cryocare-torch-evaluation"
 FILES = {"metrics": "metrics.json", "slices": "slices.png", "slices_baselines": "slices_baselines.png",
          "fsc": "fsc.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
 RESTORED = "cryocare-torch"
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -73,7 +78,6 @@ class EvalOptions:
 def versions() -> dict[str, str]:
     import torch
 
-    from .. import __version__
 
     return {"cryocare-torch": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
@@ -95,8 +99,6 @@ def training_summary(model_dir: Path | None) -> tuple[list[dict[str, Any]] | Non
     summary: dict[str, Any] = {"model_dir": str(model_dir)}
     config = None
     if (model_dir / "best.pt").is_file():
-        from ..errors import CheckpointError
-        from ..train.checkpoint import read_checkpoint
 
         try:
             raw = read_checkpoint(model_dir / "best.pt")
@@ -125,8 +127,6 @@ def _describe_model(config: dict[str, Any] | None) -> str:
 
 def _fsc_curves(inputs: RunInputs, raw: np.ndarray, e: np.ndarray, o: np.ndarray, restored: np.ndarray,
                 truth: np.ndarray | None, voxel_size: float, soft_edge: float) -> dict[str, Any]:
-    from ..evaluate.fsc import fsc
-
     def one(a: np.ndarray, b: np.ndarray) -> Any:
         if soft_edge > 0:
             return fsc(a, b, voxel_size=voxel_size, mask="box", soft_edge=soft_edge)
@@ -154,8 +154,6 @@ def evaluate_run(
 
     Returns the metrics dictionary (as written). Inputs and outputs are checked before any work.
     """
-    from ..evaluate.plots import loss_curve, plot_fsc, slices_figure
-
     opts = options or EvalOptions()
     say = log or (lambda _m: None)
     t_start = time.perf_counter()
@@ -169,7 +167,6 @@ def evaluate_run(
     for name in FILES.values():
         check_output(output_dir / name, overwrite=overwrite, inputs=all_inputs)
     if opts.downstream_steps < 0 or opts.downstream_folds not in (1, 2) or opts.downstream_repeats < 1:
-        from ..errors import ConfigError
 
         raise ConfigError(f"--downstream-steps must be >= 0, --downstream-folds 1 or 2 and --downstream-repeats "
                           f">= 1, got {opts.downstream_steps}, {opts.downstream_folds} and {opts.downstream_repeats}")
@@ -249,8 +246,6 @@ def evaluate_run(
 
 def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored: np.ndarray, opts: EvalOptions,
                 figure: Path, overwrite: bool, say: Log) -> dict[str, Any]:
-    from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
-
     t0 = time.perf_counter()
     labels, _ = read_volume(labels_path)
     centres = read_centres(centres_path)

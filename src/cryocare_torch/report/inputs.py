@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, InputFileError
-from ..io.mrc import VolumeMeta, read_meta
+from ..io.mrc import VolumeMeta, open_memmap, read_meta
+from ..io.pairs import validate_pairs
+from ..patches import pair_statistics
 
 
 @dataclass
@@ -45,9 +47,6 @@ class RunInputs:
                                                      ("restored", self.restored), ("truth", self.truth),
                                                      ("labels", self.labels)) if p is not None}
         ref = metas["even"]
-        from ..api import validate_pairs  # same checks as training: same file, shape, voxel size
-        from ..io.mrc import open_memmap
-        from ..patches import pair_statistics
 
         validate_pairs([(self.even, self.odd)])
         even_mm, _ = open_memmap(self.even, metas["even"])

@@ -24,6 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluate import baselines as bl
+from ..evaluate.fsc import central_box
+from ..evaluate.metrics import quality_table
+from ..evaluate.nad import contrast_estimate, nad
 
 METHODS = ("median", "gaussian", "nad")
 LABELS = {"median": "median", "gaussian": "Gaussian", "nad": "NAD"}
@@ -71,8 +75,6 @@ class BaselineResult:
 
 def evaluation_box(shape: Sequence[int], box: int) -> tuple[slice, ...]:
     """Central box of at most ``box`` voxels per axis."""
-    from ..evaluate.fsc import central_box
-
     if box < 24:
         raise ConfigError(f"--box must be at least 24 voxels (SSIM needs 11 per axis inside a 10% border), got {box}")
     return central_box(tuple(shape), box)
@@ -95,10 +97,6 @@ def parse_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
 
 def run_baseline(method: str, raw: np.ndarray, truth: np.ndarray | None) -> BaselineResult:
     """One baseline on ``raw``; oracle-tuned against ``truth`` when given."""
-    from ..evaluate import baselines as bl
-    from ..evaluate.fsc import central_box
-    from ..evaluate.nad import contrast_estimate, nad
-
     t0 = time.perf_counter()
     grid = ORACLE_GRID[method]
     params: dict[str, Any]
@@ -147,8 +145,6 @@ def score_rows(
     volumes: dict[str, np.ndarray], params: dict[str, str], truth: np.ndarray, voxel_size: float
 ) -> list[dict[str, Any]]:
     """:func:`~cryocare_torch.evaluate.metrics.quality_table` rows, each with a ``params`` description."""
-    from ..evaluate.metrics import quality_table
-
     rows = quality_table(volumes, truth, voxel_size=voxel_size)
     for row in rows:
         row["params"] = params.get(row["name"], "")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..config import SimulateConfig
 from ..errors import ConfigError
+from ..tomo.projector import project
 from .ctf import ctf_2d, exposure_filter, fourier_shift, frequency_grid, interaction_constant
 from .phantom import Phantom
 
@@ -132,8 +133,6 @@ class TiltSeries:
 
 
 def _default_projector() -> Projector:
-    from ..prepare.projector import project
-
     return project
 
 

@@ -22,6 +22,7 @@ from ..config import SimulateConfig, config_to_dict
 from ..errors import OutputError
 from ..io.atomic import atomic_write_json, atomic_write_text, check_output
 from ..io.mrc import VolumeMeta, write_volume
+from ..tomo.backproject import weighted_backprojection
 from .acquisition import TiltSeries, required_lateral_pad, simulate_tilt_series, tilt_angles
 from .phantom import Phantom, make_phantom
 
@@ -60,8 +61,6 @@ class SimulatedData:
 
 def _reconstruct(ts: TiltSeries, shape: tuple[int, int, int]) -> dict[str, torch.Tensor]:
     """WBP of the four normalised image sets, stacked along y so they share one reconstruction."""
-    from ..prepare.backproject import weighted_backprojection
-
     d, h, w = shape
     names = ("even", "odd", "full", "clean")
     stack = torch.cat([ts.normalised(k) for k in names], dim=1)

@@ -9,7 +9,7 @@ simulator's public pieces (:func:`make_phantom`, :func:`simulate_tilt_series` an
   centre (tilt axis ``tilt_axis_deg`` plus jitter); ``xf`` is the true IMOD transform raw -> aligned, so
   the raw frames are ``apply_xf(aligned frames, invert_xf(xf))``. The shift is made by the simulator
   itself (its ``frame_drift`` hook: exact, with real content coming in at the borders as on a camera)
-  and the rotation by :func:`~cryocare_torch.prepare.align.apply_xf` (bicubic; corners it cannot fill get
+  and the rotation by :func:`~cryocare_torch.tomo.align.apply_xf` (bicubic; corners it cannot fill get
   the mean);
 * **gain**: per-pixel sensitivity with column banding (mean 1); stored frames are divided by it, so
   ``frames * gain`` (``apply_gain``) restores them;
@@ -42,6 +42,10 @@ from ..io.imod import write_tlt, write_xf
 from ..io.mdoc import write_mdoc
 from ..io.mrc import VolumeMeta, write_volume
 from ..io.tiff import write_tiff_movie
+from ..tomo.align import apply_xf, invert_xf
+from ..tomo.backproject import weighted_backprojection
+from ..tomo.frames import frame_sums
+from ..tomo.projector import project
 from .acquisition import TiltSeries, required_lateral_pad, simulate_tilt_series, tilt_angles
 from .phantom import make_phantom
 
@@ -93,8 +97,6 @@ class _CroppingProjector:
         self.cache: tuple[int, torch.Tensor] | None = None
 
     def __call__(self, volume: torch.Tensor, angles: torch.Tensor, *, detector_width: int) -> torch.Tensor:
-        from ..prepare.projector import project
-
         if self.cache is not None and self.cache[0] >= detector_width and (self.cache[0] - detector_width) % 2 == 0:
             k = (self.cache[0] - detector_width) // 2
             return self.cache[1][..., k : k + detector_width]
@@ -130,8 +132,6 @@ class RawAcquisition:
 
 
 def _normalised_sums(ts: TiltSeries, drift: torch.Tensor) -> dict[str, torch.Tensor]:
-    from ..prepare.frames import frame_sums
-
     assert ts.frames is not None
     n_even = (ts.n_frames + 1) // 2
     frac = {"even": n_even / ts.n_frames, "odd": 1 - n_even / ts.n_frames, "full": 1.0}
@@ -146,8 +146,6 @@ def _normalised_sums(ts: TiltSeries, drift: torch.Tensor) -> dict[str, torch.Ten
 def reference_reconstructions(tilts: dict[str, torch.Tensor], angles: torch.Tensor, order: torch.Tensor,
                               shape: tuple[int, int, int]) -> dict[str, torch.Tensor]:
     """WBP of the normalised tilts: even/odd/full/clean with all angles (one call), eoa halves with theirs."""
-    from ..prepare.backproject import weighted_backprojection
-
     d, h, w = shape
     names = ("even", "odd", "full", "clean")
     vol = weighted_backprojection(torch.cat([tilts[k] for k in names], dim=1), angles, d, width=w)
@@ -168,8 +166,6 @@ def simulate_raw(
     gain_spread: float = 0.1,
 ) -> RawAcquisition:
     """Simulate raw frames, gain, true drift and alignment, and the simulator's reference reconstructions."""
-    from ..prepare.align import apply_xf, invert_xf
-
     cfg = cfg or raw_config()
     shape = tuple(int(s) for s in cfg.shape)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))

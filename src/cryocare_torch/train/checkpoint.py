@@ -40,11 +40,11 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from .. import __version__
 from ..config import CryocareConfig
 from ..errors import CheckpointError
 from ..io.atomic import atomic_torch_save
 from ..model import UNet, build_model
+from ..version import __version__
 
 FORMAT = "cryocare-torch-checkpoint"
 FORMAT_VERSION = 1

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import CryocareConfig
@@ -29,6 +28,7 @@ from .batches import train_batches, val_batches
 from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
 from .distributed import Ranks, preflight, session
 from .inputs import open_mask, open_pairs
+from .losses import n2n_loss
 from .result import TrainResult
 from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
 from .schedule import LRSchedule
@@ -184,7 +184,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.dtype):
             out = self.net(self._to(inp))
-        loss = F.mse_loss(out.float(), self._to(tgt).float())
+        loss = n2n_loss(out, self._to(tgt))
         value, self.signum = self.ranks.step_sync(float(loss.item()), self.stop.signum)  # all ranks agree
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -210,7 +210,7 @@ class _Run:
         for inp, tgt in val_batches(self.data.val, self.local, self.ranks.part):
             with autocast(self.device, self.dtype):
                 out = net(self._to(inp))
-            total += float(F.mse_loss(out.float(), self._to(tgt).float(), reduction="sum").item())
+            total += float(n2n_loss(out, self._to(tgt), reduction="sum").item())
             count += tgt.numel()
         net.train()
         total, count = self.ranks.sum(total, count)

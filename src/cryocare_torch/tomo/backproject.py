@@ -4,8 +4,8 @@ For every view the rows are R-weighted along ``x`` (Ram-Lak ramp built from its 
 Slaney, on rows padded to at least twice their length with their edge values), optionally rolled off
 above a cutoff like IMOD's ``RADIAL cutoff falloff`` (default ``0.35 0.035`` cycles/pixel, Gaussian with
 true sigma), multiplied by the angular interval the view represents (radians, see
-:func:`cryocare_torch.prepare.geometry.angular_intervals`) and back-projected along the rays of
-:mod:`cryocare_torch.prepare.projector` (``u = x cos + z sin`` about the centres) with linear
+:func:`cryocare_torch.tomo.geometry.angular_intervals`) and back-projected along the rays of
+:mod:`cryocare_torch.tomo.projector` (``u = x cos + z sin`` about the centres) with linear
 interpolation; outside the detector the edge value is used. The sum approximates
 ``f = integral_0^pi (p_theta * ramp) d theta``, so ``WBP(project(V)) ~ V`` in amplitude for a full
 angular range, and uneven or decimated tilt sets are weighted by the angle each view covers.

@@ -8,17 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CryocareConfig, SimulateConfig
-from .io.atomic import atomic_write_json
-from .io.mrc import read_volume
+from ..config import CryocareConfig, SimulateConfig
+from ..evaluate.baselines import best_gaussian
+from ..evaluate.metrics import psnr, ssim
+from ..evaluate.plots import slices_figure
+from ..io.atomic import atomic_write_json
+from ..io.mrc import read_volume
+from ..simulate import write_dataset
+from . import api
 
 DEMO_SIMULATION = SimulateConfig(shape=(64, 192, 192), seed=0)
 
 
 def score(volumes: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, dict[str, float]]:
     """PSNR/SSIM of each volume against ``truth`` after a least-squares affine fit (central region)."""
-    from .evaluate.metrics import psnr, ssim
-
     return {name: {"psnr": float(psnr(v, truth)), "ssim": float(ssim(v, truth))} for name, v in volumes.items()}
 
 
@@ -32,11 +35,6 @@ def run_demo(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run the demo; returns ``{name: {"psnr", "ssim"}}`` for raw average, Gaussian and restored."""
-    from . import api
-    from .evaluate.baselines import best_gaussian
-    from .evaluate.plots import slices_figure
-    from .simulate import write_dataset
-
     say = log or (lambda _m: None)
     cfg = (config or CryocareConfig()).model_copy(deep=True)
     cfg.simulate = simulation or DEMO_SIMULATION

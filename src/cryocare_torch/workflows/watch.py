@@ -3,9 +3,10 @@
 Plain polling. Pairs follow the naming rules of :func:`cryocare_torch.io.pairs.find_pairs` (``even/`` + ``odd/``
 sub-folders or half markers); a half whose partner has not arrived is waited for. A file is ready once its size
 and mtime stayed unchanged over one poll interval *and* its MRC header is readable with as many data bytes as it
-announces. Each ready pair is restored once through :func:`cryocare_torch.batch.run_item` (atomic outputs,
+announces. Each ready pair is restored once through :func:`cryocare_torch.workflows.batch.run_item` (atomic outputs,
 complete ones skipped, so a restarted watch continues where it stopped). Without a model, the first
-``train_after`` ready pairs train one (:func:`cryocare_torch.api.train`) that restores them and all later pairs.
+``train_after`` ready pairs train one (:func:`cryocare_torch.workflows.api.train`) that restores them and all
+later pairs.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from pathlib import Path
 
 import torch
 
-from .config import CryocareConfig
-from .errors import CheckpointError, ConfigError, CryocareError, InputFileError
-from .io.mrc import read_meta
-from .io.pairs import VOLUME_SUFFIXES, split_half_marker
-from .runtime import resolve_device
+from ..config import CryocareConfig
+from ..errors import CheckpointError, ConfigError, CryocareError, InputFileError
+from ..io.atomic import atomic_write_json
+from ..io.mrc import read_meta
+from ..io.pairs import VOLUME_SUFFIXES, split_half_marker, validate_pairs
+from ..logs import Log
+from ..runtime import resolve_device
+from ..train.checkpoint import load_checkpoint
+from . import api
+from .batch import BatchItem, Manifest, run_item
 
-Log = Callable[[str], None]
 Signature = tuple[int, int]
 Pair = tuple[str, Path, Path]
 SETTLE_POLLS = 10
@@ -147,7 +152,6 @@ def _check(folder: Path, model: Path | None, train_after: int | None, interval: 
     if not ckpt.is_file():
         raise CheckpointError("model checkpoint not found; pass the best.pt (or its folder) written by "
                               "'cryocare train'", ckpt)
-    from .train.checkpoint import load_checkpoint
 
     load_checkpoint(ckpt, device="cpu")  # a corrupt checkpoint fails now, not once per pair
     return ckpt.absolute()
@@ -167,9 +171,6 @@ def _record(mdir: Path) -> tuple[bool, list[Pair]] | None:
 
 def _train(pairs: list[Pair], mdir: Path, config: CryocareConfig, again: bool, progress: bool, log: Log) -> Path:
     """Train once on ``pairs``; ``again``: an earlier watch's training, resumed from its last.pt if there is one."""
-    from . import api
-    from .io.atomic import atomic_write_json
-
     resume = again and (mdir / "last.pt").is_file()
     rows = [[n, str(e), str(o)] for n, e, o in pairs]
     mdir.mkdir(parents=True, exist_ok=True)
@@ -205,9 +206,6 @@ def watch(
     ``model_dir``, default ``output_dir/cryocare_watch_model``; reused, or resumed, by a restarted watch).
     A pair that fails is logged in one line and skipped (retried if its files change); the watch goes on.
     """
-    from .api import validate_pairs
-    from .batch import BatchItem, Manifest, run_item
-
     log = log or (lambda _m: None)
     stop = stop or threading.Event()
     cfg = config or CryocareConfig()

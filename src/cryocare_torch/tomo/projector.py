@@ -1,7 +1,7 @@
 """Forward projection (line integrals) of a volume for single-axis tilt about ``y``, IMOD convention.
 
 A point at ``(x, z)`` from the volume centre lands at ``u = x cos(theta) + z sin(theta)`` from the
-detector centre (see :mod:`cryocare_torch.prepare.geometry` for the convention and the IMOD source it
+detector centre (see :mod:`cryocare_torch.tomo.geometry` for the convention and the IMOD source it
 comes from). Rows (``y``) are independent and processed in chunks of ``y_chunk`` rows, which bounds
 memory.
 

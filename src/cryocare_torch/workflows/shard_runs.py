@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..batch import BatchItem, Manifest, run_all
-from ..shard import (
+from ..logs import log_stderr as _log
+from .batch import BatchItem, Manifest, run_all
+from .shard import (
     Shard,
     check_workers,
     count_complete,
@@ -15,11 +16,10 @@ from ..shard import (
     spawn_workers,
     worker_threads,
 )
-from .options import log_stderr as _log
 
 
 def run_torchrun_share(manifest: Manifest, resolved: list[BatchItem], shard: Shard, output_dir: Path) -> int:
-    """This torchrun process's share (see :mod:`cryocare_torch.shard`); one summary line per process."""
+    """This torchrun process's share (see :mod:`cryocare_torch.workflows.shard`); one summary line per process."""
     mine, skipped = own_items(manifest, resolved, shard)
     manifest.config = process_config(manifest.config, shard)
     log = shard.prefixed(_log)

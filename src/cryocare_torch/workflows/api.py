@@ -10,10 +10,13 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import CryocareConfig
-from .errors import ConfigError, DataError
-from .io.atomic import check_output
-from .io.mrc import read_meta
+from ..config import CryocareConfig
+from ..errors import ConfigError
+from ..io.atomic import check_output
+from ..io.mrc import read_meta
+from ..io.pairs import validate_pairs
+from ..predict import predict_files
+from ..train import train as _train
 
 PathLike = str | Path
 Pair = tuple[PathLike, PathLike]
@@ -33,28 +36,6 @@ def pair_stem(even: PathLike) -> str:
     if stem in ("", "even"):
         stem = Path(even).parent.name or "tomogram"
     return stem
-
-
-def validate_pairs(pairs: Sequence[Pair]) -> list[tuple[Path, Path]]:
-    """Check every pair before any long work: files readable, halves of equal shape and voxel size."""
-    if not pairs:
-        raise ConfigError("no even/odd pairs given; pass --even E.mrc --odd O.mrc")
-    out = []
-    for even, odd in pairs:
-        e, o = Path(even), Path(odd)
-        if e.resolve() == o.resolve():
-            raise DataError(f"even and odd are the same file ({e}); give the two independent halves", e)
-        me, mo = read_meta(e), read_meta(o)
-        if me.shape != mo.shape:
-            raise DataError(f"halves differ in shape: {e} is {me.shape}, {o} is {mo.shape}; pair the right files")
-        if me.has_voxel_size and mo.has_voxel_size and any(
-            abs(a - b) > 1e-3 * max(a, b) for a, b in zip(me.voxel_size, mo.voxel_size, strict=True)
-        ):
-            raise DataError(
-                f"halves differ in voxel size: {e} has {me.voxel_size[0]:.3f} A, {o} has {mo.voxel_size[0]:.3f} A"
-            )
-        out.append((e, o))
-    return out
 
 
 def output_paths(pairs: Sequence[tuple[Path, Path]], output: PathLike | Sequence[PathLike]) -> list[Path]:
@@ -87,8 +68,6 @@ def train(
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train a model on even/odd pairs; returns the path of the best checkpoint."""
-    from .train import train as _train
-
     checked = validate_pairs(pairs)
     result = _train(checked, Path(output_dir), config or CryocareConfig(), resume=resume, progress=progress, log=log,
                     overwrite=overwrite)
@@ -107,8 +86,6 @@ def predict(
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Restore one pair with a trained model (network applied to both halves, outputs averaged)."""
-    from .predict import predict_files
-
     cfg = config or CryocareConfig()
     return predict_files(
         Path(checkpoint), Path(even), Path(odd), Path(output), cfg.predict, overwrite=overwrite, progress=progress,

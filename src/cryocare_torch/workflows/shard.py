@@ -20,15 +20,16 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import CryocareConfig
+from ..errors import ConfigError, CryocareError, DeviceError
+from ..io.mrc import read_meta
+from ..logs import Log
+from ..runtime import resolve_device
 from .batch import BatchItem, Manifest, output_state
-from .config import CryocareConfig
-from .errors import ConfigError, CryocareError, DeviceError
-
-Log = Callable[[str], None]
 
 
 class WorkerError(CryocareError):
@@ -106,7 +107,6 @@ def process_config(config: CryocareConfig, shard: Shard) -> CryocareConfig:
     a GPU or ``cuda``, CPU otherwise; the cores shared among the processes on this machine."""
     import torch
 
-    from .runtime import resolve_device
 
     name = (config.predict.device or "auto").lower()
     device = resolve_device(name)
@@ -129,8 +129,6 @@ def process_config(config: CryocareConfig, shard: Shard) -> CryocareConfig:
 def parse_devices(spec: str) -> list[str]:
     """``cuda:0,cuda:1`` / ``cpu,cpu`` / ``N`` (``cuda:0`` .. ``cuda:N-1``): one worker per entry, each
     device checked now (:class:`DeviceError` for a missing GPU)."""
-    from .runtime import resolve_device
-
     text = spec.strip()
     names = [f"cuda:{i}" for i in range(int(text))] if text.isdigit() else [d.strip() for d in text.split(",")]
     if not names or any(not n for n in names):
@@ -155,8 +153,6 @@ def own_items(manifest: Manifest, resolved: Sequence[BatchItem], shard: Shard) -
 
 def count_complete(items: Sequence[BatchItem]) -> int:
     """How many of ``items`` have a complete output on disk now."""
-    from .io.mrc import read_meta
-
     return sum(output_state(i.output, tuple(read_meta(i.even).shape)) == "complete" for i in items)
 
 

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..io.imod import read_tlt
 
 AngleLike = Tensor | np.ndarray | Sequence[float]
 
@@ -63,7 +64,6 @@ def as_angles(angles_deg: AngleLike | str | Path, n_views: int | None = None) ->
     """
     source = None
     if isinstance(angles_deg, (str, Path)):
-        from ..io.imod import read_tlt
 
         source = Path(angles_deg)
         angles_deg = read_tlt(source)

@@ -13,19 +13,19 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
-from . import ClusterError
+from ..errors import ClusterError, ConfigError
+from ..logs import Log, log_stderr
+from .batch import load_manifest, run_item
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
             "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT", "ENDED"}
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 _MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
 _WORD = re.compile(r"^[\w.,:=@+-]+$")
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -143,13 +143,11 @@ def submit_submitit(manifest: Path, n_tasks: int, opts: SlurmOptions, log_dir: P
 
 
 def run_task(manifest: str, index: int) -> int:
-    """What a submitit task runs: the same ``cryocare batch-run`` as the sbatch script."""
-    from ..cli.main import main
-
-    code = main(["batch-run", "--manifest", manifest, "--index", str(index)])
-    if code != 0:
-        raise RuntimeError(f"cryocare batch-run --index {index} exited with {code}")
-    return code
+    """What a submitit task runs: the same as the sbatch script's ``cryocare batch-run --index``."""
+    m = load_manifest(Path(manifest))
+    status = run_item(m, index, log=log_stderr)
+    print(f"{m.items[index].name}: {status} {m.items[index].output}")
+    return 0
 
 
 def _expand(job: str, field_: str) -> list[int]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
+from ..io.imod import read_xf
 
 XfLike = Tensor | np.ndarray | Sequence[Sequence[Sequence[float]]]
 
@@ -40,7 +41,6 @@ def as_xf(xf: XfLike | str | Path, n_views: int | None = None) -> Tensor:
     """Transforms as a float64 CPU tensor ``(n, 2, 3)``; reads an ``.xf`` file if given a path."""
     source = None
     if isinstance(xf, (str, Path)):
-        from ..io.imod import read_xf
 
         source = Path(xf)
         xf = read_xf(source)

@@ -17,20 +17,22 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CryocareConfig, config_to_dict
-from .errors import CheckpointError, ConfigError, CryocareError, InputFileError, OutputError
-from .io.atomic import PARTIAL_SUFFIX, atomic_write_json
-from .io.mrc import read_meta
+from ..config import CryocareConfig, config_to_dict
+from ..errors import CheckpointError, ConfigError, CryocareError, InputFileError, OutputError
+from ..io.atomic import PARTIAL_SUFFIX, atomic_write_json
+from ..io.mrc import read_meta
+from ..io.pairs import VOLUME_SUFFIXES, find_pairs, split_half_marker, validate_pairs
+from ..logs import Log
+from . import api
 
 MANIFEST_FORMAT = "cryocare-batch-manifest"
 MANIFEST_VERSION = 1
 STALE_PARTIAL_S = 3600.0
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,6 @@ class Manifest:
 def pair_files(files: Sequence[Path]) -> list[tuple[str, Path, Path]]:
     """``(name, even, odd)`` for MRC files paired by their half markers (the rules of
     :func:`cryocare_torch.io.pairs.find_pairs`), across folders; a repeated name gets its folder prefixed."""
-    from .io.pairs import split_half_marker
-
     groups: dict[tuple[Path, str], dict[str, Path]] = {}
     names: dict[tuple[Path, str], str] = {}
     for f in sorted(files):
@@ -88,8 +88,6 @@ def resolve_batch(sources: Sequence[str | Path], output_dir: str | Path, suffix:
     :func:`cryocare_torch.io.pairs.find_pairs`; a glob (e.g. ``'tomos/**/*.mrc'``) or explicit MRC files are
     paired by their even/odd markers. Outputs are ``output_dir/NAME<suffix>.mrc``.
     """
-    from .io.pairs import VOLUME_SUFFIXES, find_pairs
-
     if not sources:
         raise ConfigError("no input given; pass a folder, a quoted glob, a list file or a tomograms.star")
     rows: list[tuple[str, Path, Path]] = []
@@ -149,8 +147,6 @@ def _shape(item: BatchItem) -> tuple[int, ...]:
 def build_manifest(items: Sequence[BatchItem], model: str | Path, config: CryocareConfig, *,
                    overwrite: bool = False, log: Log | None = None) -> Manifest:
     """Check all pairs now (before any job starts) and leave out items whose output is complete."""
-    from .api import validate_pairs
-
     model = Path(model).absolute()
     if not model.is_file():
         raise CheckpointError("model checkpoint not found; pass the best.pt written by 'cryocare train'", model)
@@ -219,8 +215,6 @@ def _remove_stale_partials(output: Path, log: Log | None, max_age_s: float = STA
 
 def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> str:
     """Restore item ``index``; returns ``skipped`` (output already complete) or ``done``."""
-    from . import api
-
     if not 0 <= index < len(manifest.items):
         raise ConfigError(f"--index {index} is out of range: the manifest has {len(manifest.items)} items "
                           f"(0-{len(manifest.items) - 1})", manifest.path)
