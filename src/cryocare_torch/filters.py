@@ -28,8 +28,8 @@ def gaussian_smooth(t: torch.Tensor, sigma: Sequence[float], truncate: float = 4
         axis = t.ndim - nd + k
         radius = max(1, int(truncate * s + 0.5))
         xs = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        weights = torch.exp(-0.5 * (xs / s) ** 2)
-        weights = (weights / weights.sum()).tolist()
+        kernel = torch.exp(-0.5 * (xs / s) ** 2)
+        weights: list[float] = (kernel / kernel.sum()).tolist()
         n = out.shape[axis]
         padded = out.index_select(axis, symmetric_index(n, radius, t.device))
         acc = padded.narrow(axis, 0, n) * weights[0]

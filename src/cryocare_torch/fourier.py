@@ -33,7 +33,7 @@ def phase_ramp(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor) -> torc
     return py * px
 
 
-def good_fft_size(n: int) -> int:
+def good_fft_size(n: float) -> int:
     """Smallest even integer >= n whose prime factors are 2, 3 and 5 (fast FFT size)."""
     n = max(2, int(math.ceil(n)))
     n += n % 2

@@ -31,7 +31,7 @@ Norm = Literal["none", "batch", "group"]
 Activation = Literal["relu", "leaky_relu"]
 
 
-def _conv(ndim: int) -> type[nn.Module]:
+def _conv(ndim: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
     return nn.Conv3d if ndim == 3 else nn.Conv2d
 
 
@@ -112,7 +112,8 @@ class UNet(nn.Module):
             if len(self.skip_sigma) != ndim:
                 raise ValueError(f"skip_sigma needs {ndim} widths, got {self.skip_sigma}")
             nn.init.zeros_(self.last.weight)
-            nn.init.zeros_(self.last.bias)
+            if self.last.bias is not None:
+                nn.init.zeros_(self.last.bias)
 
     @property
     def size_multiple(self) -> int:

@@ -10,8 +10,10 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterator
+from typing import TypeVar
 
 import torch
+from torch import nn
 
 from .errors import DeviceError
 
@@ -84,6 +86,18 @@ def set_threads(num_threads: int | None) -> int:
 def memory_format(ndim: int, device: torch.device) -> torch.memory_format:
     """channels_last(_3d) where it helps (oneDNN on CPU, cuDNN on GPU)."""
     return torch.channels_last_3d if ndim == 3 else torch.channels_last
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def place_model(model: ModuleT, device: torch.device | None, fmt: torch.memory_format) -> ModuleT:
+    """``model.to(device, memory_format=fmt)`` in place; returns ``model``.
+
+    ``nn.Module.to`` accepts ``memory_format`` (torch/nn/modules/module.py passes it to ``torch._C._nn._parse_to``)
+    but torch's annotated overloads of ``Module.to`` omit it, hence the one ignore.
+    """
+    return model.to(device=device, memory_format=fmt)  # type: ignore[call-overload]
 
 
 def tune_backend(device: torch.device) -> None:

@@ -72,7 +72,7 @@ class SlurmCliOptions:
     executable: str | None = None
     "The cryocare command on the compute nodes (default: this environment's, by absolute path)."
 
-    def to_options(self):  # noqa: ANN201 - lazy import keeps 'cryocare --help' fast
+    def to_options(self) -> SlurmOptions:
         return SlurmOptions(self.partition, self.time, self.mem, self.gpus, self.cpus, self.max_parallel,
                             self.account, self.job_name, list(self.sbatch_arg or []), list(self.setup or []),
                             self.executable).validate()

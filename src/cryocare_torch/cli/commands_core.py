@@ -10,6 +10,7 @@ from cyclopts import Parameter
 
 from ..config import config_to_dict
 from ..errors import ConfigError
+from ..logs import Log
 from ..logs import log_stderr as _log
 from ..simulate import write_dataset
 from ..train.distributed import is_main_process
@@ -124,7 +125,8 @@ def predict(
     config = build_config(cfg, None, predict_opts, runtime)
     pairs = api.validate_pairs(_pairs(even, odd))
     outputs = api.output_paths(pairs, output)
-    todo, log, label = list(range(len(pairs))), _log, ""
+    log: Log = _log
+    todo, label = list(range(len(pairs))), ""
     shard = from_torchrun()
     if shard is not None:  # every process checked all pairs; each restores its share
         config, todo = process_config(config, shard), shard.take(len(pairs))

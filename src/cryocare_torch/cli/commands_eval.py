@@ -55,7 +55,7 @@ class EvalRuntime:
     "CPU threads (default: all available cores)."
 
 
-def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None):  # noqa: ANN202 - lazy import
+def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None) -> EvalOptions:
     o, r = opts or EvalCliOptions(), runtime or EvalRuntime()
     if r.threads is not None and r.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {r.threads}")
@@ -177,13 +177,17 @@ def baseline(
         raise ConfigError("give both --even and --odd (their average is filtered), or one INPUT")
     if (input is None) == (even is None):
         raise ConfigError("give either one INPUT tomogram or --even and --odd, not both")
-    sources = [input] if input is not None else [even, odd]
     if even is not None and odd is not None:
         validate_pairs([(even, odd)])  # readable, same shape and voxel size
+        sources = [even, odd]
+    elif input is not None:
+        sources = [input]
+    else:  # excluded by the two checks above
+        raise ConfigError("give either one INPUT tomogram or --even and --odd")
     n_vox = 1
-    for n in read_meta(sources[0]).shape:  # type: ignore[arg-type]
+    for n in read_meta(sources[0]).shape:
         n_vox *= n
-    check_output(output, overwrite=overwrite, inputs=[p for p in sources if p is not None], nbytes=4 * n_vox + 1024)
+    check_output(output, overwrite=overwrite, inputs=sources, nbytes=4 * n_vox + 1024)
     set_threads(threads)
     if method == "median" and (size < 1 or size % 2 == 0):
         raise ConfigError(f"--size must be an odd number >= 1, got {size}")
@@ -191,7 +195,7 @@ def baseline(
         raise ConfigError(f"--sigma must be > 0 voxels, got {sigma}")
     if method == "nad" and iterations < 1:
         raise ConfigError(f"--iterations must be >= 1, got {iterations}")
-    volume, meta = read_volume(sources[0])  # type: ignore[arg-type]
+    volume, meta = read_volume(sources[0])
     if odd is not None:
         volume = 0.5 * (volume + read_volume(odd)[0])
     if not np.isfinite(volume).all():
@@ -204,7 +208,7 @@ def baseline(
         out = gaussian_filter(volume, sigma)
     else:
         out = nad(volume, iterations=iterations, lambda_=lambda_, mode=nad_mode)
-    write_volume(output, out, meta, overwrite=overwrite, label=f"cryocare-torch baseline {method}")
+    write_volume(output, np.asarray(out), meta, overwrite=overwrite, label=f"cryocare-torch baseline {method}")
     print(f"wrote {output}")
     return 0
 

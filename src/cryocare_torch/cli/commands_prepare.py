@@ -66,14 +66,15 @@ def motion(
     overwrite
         Replace existing outputs.
     """
-    opts = {"bfactor": bfactor} if bfactor is not None else {}
+    drift = {"bfactor": bfactor} if bfactor is not None else {}
     output.parent.mkdir(parents=True, exist_ok=True)
-    common = dict(output_prefix=output, gain=gain, gain_flip=gain_flip, gain_rotation=gain_rotation,
-                  pixel_size=pixel_size, overwrite=overwrite, **opts)
     if len(movies) == 1:
-        paths = motion_correct_file(movies[0], **common)  # type: ignore[arg-type]
+        paths = motion_correct_file(movies[0], output_prefix=output, gain=gain, gain_flip=gain_flip,
+                                    gain_rotation=gain_rotation, pixel_size=pixel_size, overwrite=overwrite, **drift)
     else:
-        paths = motion_correct_tilt_series(list(movies), **common)  # type: ignore[arg-type]
+        paths = motion_correct_tilt_series(movies, output_prefix=output, gain=gain, gain_flip=gain_flip,
+                                           gain_rotation=gain_rotation, pixel_size=pixel_size, overwrite=overwrite,
+                                           **drift)
     print("\n".join(f"{kind}: {p}" for kind, p in paths.items()))
     return 0
 

@@ -10,7 +10,7 @@ from cyclopts import Group, Parameter
 
 from ..errors import ConfigError
 from ..io.imod import parse_exclude_list
-from ..prepare.pipeline import Alignment, RawTiltSeries
+from ..prepare.pipeline import Alignment, PreparedPair, RawTiltSeries
 
 G_RAW = Group("Raw data", sort_key=1)
 G_ALIGN = Group("Alignment", sort_key=2)
@@ -43,7 +43,7 @@ class RawOptions:
     bfactor: float | None = None
     "B-factor (A^2) of the motion-correction low-pass (default 500)."
 
-    def build(self):  # noqa: ANN201 - lazy import keeps 'cryocare --help' fast
+    def build(self) -> RawTiltSeries:
         try:
             exclude = tuple(parse_exclude_list(self.exclude)) if self.exclude else ()
         except ValueError as exc:
@@ -65,7 +65,7 @@ class AlignOptions:
     aln: Path | None = None
     "AreTomo .aln instead of --xf (its sections index the angle-sorted series)."
 
-    def build(self):  # noqa: ANN201
+    def build(self) -> Alignment:
         return Alignment(self.xf, self.tlt, self.aln)
 
 
@@ -80,7 +80,7 @@ class ReconOptions:
     "Per-view normalisation before back-projection: view/mean - 1 (contrast), or none."
 
 
-def report_pair(pair) -> None:  # noqa: ANN001 - a prepare.pipeline.PreparedPair
+def report_pair(pair: PreparedPair) -> None:
     """Print a prepared pair's files and the command that trains on it."""
     print(f"even: {pair.even}\nodd: {pair.odd}\npair list: {pair.pair_list}")
     for k, v in pair.extra.items():

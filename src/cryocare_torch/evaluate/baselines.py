@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from ..errors import ConfigError, DataError
 from ..filters import gaussian_smooth, symmetric_index
 from .metrics import ArrayLike, Region, as_tensor, like, psnr
 from .nad import contrast_estimate, kappa_estimate, nad, perona_malik
+
+if TYPE_CHECKING:  # nad imports this module
+    from .nad import Mode
 
 __all__ = ["best_gaussian", "best_median", "best_nad", "best_perona_malik", "gaussian_filter", "gaussian_smooth",
            "median_filter", "symmetric_index"]
@@ -37,7 +40,7 @@ def _spatial(x: torch.Tensor, ndim: int | None) -> int:
 
 
 def _per_axis(value: float | Sequence[float], nd: int, name: str) -> list[float]:
-    vals = [float(value)] * nd if np.isscalar(value) else [float(v) for v in value]  # type: ignore[union-attr]
+    vals = [float(value)] * nd if isinstance(value, (int, float, np.number)) else [float(v) for v in value]
     if len(vals) != nd or any(not math.isfinite(v) or v < 0 for v in vals):
         raise ConfigError(f"{name} must be >= 0, one value or one per axis ({nd}), got {value!r}")
     return vals
@@ -57,7 +60,7 @@ def median_filter(x: ArrayLike, size: int | Sequence[int]) -> ArrayLike:
 
     t = as_tensor(x)
     nd = _spatial(t, None)
-    sizes = [int(size)] * nd if np.isscalar(size) else [int(s) for s in size]  # type: ignore[union-attr]
+    sizes = [int(size)] * nd if isinstance(size, (int, np.integer)) else [int(s) for s in size]
     if len(sizes) != nd or any(s < 1 or s % 2 == 0 for s in sizes):
         raise ConfigError(f"median size must be odd and >= 1 (one value or one per axis), got {size!r}")
     out = ndimage.median_filter(t.detach().cpu().numpy(), size=sizes, mode="reflect")
@@ -106,7 +109,7 @@ def _best_iterative(run: Any, x: ArrayLike, truth: ArrayLike, scales: Sequence[f
 
 
 def best_nad(
-    x: ArrayLike, truth: ArrayLike, *, mode: str = "hybrid", lambda_scales: Sequence[float] = (0.5, 1.0, 2.0),
+    x: ArrayLike, truth: ArrayLike, *, mode: Mode = "hybrid", lambda_scales: Sequence[float] = (0.5, 1.0, 2.0),
     iterations: Sequence[int] = (5, 10, 20), region: Region = None, **nad_options: Any,
 ) -> tuple[dict[str, Any], ArrayLike]:
     """Oracle NAD: contrast ``lambda_ = scale * contrast_estimate(x)`` and iteration count with the best
@@ -114,7 +117,7 @@ def best_nad(
     base = contrast_estimate(x, sigma=nad_options.get("sigma", 1.0), rho=nad_options.get("rho", 2.0))
 
     def run(v: ArrayLike, n: int, scale: float, cb: Any) -> None:
-        nad(v, iterations=n, lambda_=scale * base, mode=mode, callback=cb, **nad_options)  # type: ignore[arg-type]
+        nad(v, iterations=n, lambda_=scale * base, mode=mode, callback=cb, **nad_options)
 
     params, y = _best_iterative(run, x, truth, lambda_scales, iterations, region, "lambda_scale")
     return {**params, "lambda_": params["lambda_scale"] * base, "mode": mode}, y

@@ -41,6 +41,7 @@ from .segmentation import (
     Components,
     Log,
     Region,
+    as_region,
     find_components,
     segment,
     to_numpy,
@@ -141,7 +142,7 @@ def split_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: i
     full = [slice(0, int(s)) for s in shape]
     train, evaluation = list(full), list(full)
     train[axis], evaluation[axis] = slice(0, a), slice(b, n)
-    return tuple(train), tuple(evaluation)  # type: ignore[return-value]
+    return as_region(train), as_region(evaluation)
 
 
 def fold_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: int,

@@ -120,7 +120,7 @@ def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def central_box(shape: Sequence[int], crop: int | Sequence[int]) -> tuple[slice, ...]:
     """Slices of the central box of size ``crop`` (int: every axis; clamped to ``shape``)."""
-    sizes = [int(crop)] * len(shape) if np.isscalar(crop) else [int(c) for c in crop]  # type: ignore[arg-type]
+    sizes = [int(crop)] * len(shape) if isinstance(crop, (int, np.integer)) else [int(c) for c in crop]
     if len(sizes) != len(shape) or min(sizes) < 1:
         raise ConfigError(f"crop must be a positive int or one size per axis {tuple(shape)}, got {crop!r}")
     sizes = [min(c, n) for c, n in zip(sizes, shape, strict=True)]
@@ -139,7 +139,7 @@ def make_mask(shape: Sequence[int], mask: torch.Tensor | str, soft_edge: float =
     grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) + 0.5 for n in shape], indexing="ij")
     if isinstance(mask, str):
         if mask == "sphere":
-            r = torch.sqrt(sum((g - n / 2) ** 2 for g, n in zip(grids, shape, strict=True)))
+            r = torch.sqrt(torch.stack([(g - n / 2) ** 2 for g, n in zip(grids, shape, strict=True)]).sum(0))
             return _cosine(r - (min(shape) / 2 - soft_edge), soft_edge)
         if mask == "box":
             w = torch.ones(tuple(shape), dtype=torch.float64)
@@ -175,6 +175,7 @@ def _shell_sums(fa: torch.Tensor, fb: torch.Tensor, shape: Sequence[int], binnin
         coord = torch.sqrt(f0[z0 : z0 + slab].reshape(-1, *([1] * (a.ndim - 1))) ** 2 + rest_sq) * min(shape)
         m = mult.expand_as(coord).flatten()
         vals = torch.stack([(a * b.conj()).real, a.abs() ** 2, b.abs() ** 2]).to(f64).flatten(1)
+        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]]
         if binning == "linear":  # teamtomo: each rfft voxel counted once, shared by two shells
             lo = coord.floor()
             parts = [(lo, 1.0 - (coord - lo), 1.0), (lo + 1.0, coord - lo, 1.0)]
@@ -224,7 +225,7 @@ def fsc(
     if not (torch.isfinite(ta).all() and torch.isfinite(tb).all()):
         raise DataError("FSC inputs contain NaN or infinite values")
     if mask is not None:
-        w = make_mask(shape, mask if tm is None else tm, soft_edge).to(ta.device, dtype)
+        w = make_mask(shape, tm if tm is not None else str(mask), soft_edge).to(ta.device, dtype)
         ta, tb = ta * w, tb * w
     n_shells = min(shape) // 2 + 1
     fa, fb = torch.fft.rfftn(ta), torch.fft.rfftn(tb)

@@ -11,7 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -22,8 +22,11 @@ from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
 from .fsc import FSCResult
 
+if TYPE_CHECKING:  # matplotlib >= 3.9 names its rc keys
+    from matplotlib.typing import RcKeyType
+
 DPI = 150
-_STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9}
+_STYLE: dict[RcKeyType, Any] = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9}
 
 
 def _save(fig: Figure, path: str | Path, overwrite: bool) -> Path:

@@ -44,10 +44,16 @@ def to_numpy(x: ArrayLike, dtype: type | None = np.float32) -> np.ndarray:
     return a if dtype is None else a.astype(dtype, copy=False)
 
 
+def as_region(slices: Sequence[slice]) -> Region:
+    """Three slices ``(z, y, x)`` as a :data:`Region` (raises ValueError for another count)."""
+    z, y, x = slices
+    return z, y, x
+
+
 def resolve_region(shape: Sequence[int], region: Sequence[slice] | None) -> Region:
     """``region`` as three non-empty ``slice(start, stop)`` within ``shape`` (``None`` = everything)."""
     if region is None:
-        return tuple(slice(0, int(n)) for n in shape)  # type: ignore[return-value]
+        return as_region([slice(0, int(n)) for n in shape])
     sl = tuple(region)
     if len(sl) != 3 or not all(isinstance(s, slice) for s in sl):
         raise ConfigError(f"a region must be three slices (z, y, x), got {region!r}")
@@ -59,11 +65,13 @@ def resolve_region(shape: Sequence[int], region: Sequence[slice] | None) -> Regi
         if hi <= lo:
             raise ConfigError(f"region {region!r} is empty for a volume of shape {tuple(shape)}")
         out.append(slice(lo, hi))
-    return tuple(out)  # type: ignore[return-value]
+    return as_region(out)
 
 
 class Segmenter(nn.Module):
     """A U-Net giving one logit per voxel, with the intensity normalisation it was trained with."""
+
+    norm: torch.Tensor  # buffer: (mean, std)
 
     def __init__(self, depth: int = 2, n_first: int = 8, mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
@@ -86,7 +94,7 @@ class Segmenter(nn.Module):
 
 
 def _patch_shape(region: Region, patch_size: int, multiple: int) -> tuple[int, int, int]:
-    shape = []
+    shape: list[int] = []
     for s in region:
         n = min(int(patch_size), s.stop - s.start) // multiple * multiple
         if n < multiple:
@@ -94,7 +102,8 @@ def _patch_shape(region: Region, patch_size: int, multiple: int) -> tuple[int, i
                 f"the training region {region} is thinner than {multiple} voxels along an axis; enlarge it"
             )
         shape.append(n)
-    return tuple(shape)  # type: ignore[return-value]
+    d, h, w = shape
+    return d, h, w
 
 
 def _sample_corners(

@@ -139,7 +139,8 @@ def read_aln(path: str | Path, *, strict: bool = True) -> AretomoAlignment:
             elif body.startswith("Local Alignment"):
                 section = "local"
             elif body.startswith("RawSize"):
-                raw_size = tuple(_ints(_header_value(body, p, lineno), 3, p, lineno, line))  # type: ignore[assignment]
+                nx, ny, nz = _ints(_header_value(body, p, lineno), 3, p, lineno, line)
+                raw_size = (nx, ny, nz)
                 fmt = "1.3" if fmt == "1.2" else fmt
             elif body.startswith("NumPatches"):
                 n_patches = _ints(_header_value(body, p, lineno), 1, p, lineno, line)[0]
@@ -147,8 +148,8 @@ def read_aln(path: str | Path, *, strict: bool = True) -> AretomoAlignment:
                 parts = _header_value(body, p, lineno).split()
                 if len(parts) != 3:
                     _bad(p, lineno, line, "expected 'DarkFrame = frame section tilt'")
-                frame, sec = _ints(" ".join(parts[:2]), 2, p, lineno, line)
-                darks.append((frame, sec, _number(parts[2], p, lineno, line)))
+                frame, dark_sec = _ints(" ".join(parts[:2]), 2, p, lineno, line)
+                darks.append((frame, dark_sec, _number(parts[2], p, lineno, line)))
             elif body.startswith(("AlphaOffset", "BetaOffset", "Thickness")):
                 fmt = "3"
                 value = _number(_header_value(body, p, lineno), p, lineno, line)

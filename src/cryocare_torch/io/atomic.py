@@ -95,7 +95,7 @@ def remove_dead_partials(path: str | Path) -> list[Path]:
     system) or of running processes are left alone. Returns the removed files."""
     out = Path(path)
     prefix = f".{out.name}.{_host()}-"
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(PARTIAL_SUFFIX)]
     except OSError:

@@ -95,7 +95,7 @@ def read_movie(path: str | Path, *, use_mdoc: bool = True) -> tuple[np.ndarray, 
 
 def _read_eer(path: Path) -> np.ndarray:
     try:
-        import eerfile  # type: ignore[import-not-found]
+        import eerfile
     except ImportError:
         raise InputFileError(
             "EER movies need the optional 'eerfile' package: pip install 'cryocare-torch[eer]' "

@@ -13,9 +13,10 @@ Voxel sizes are in Angstrom, kept in MRC order ``(x, y, z)`` in :class:`VolumeMe
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import TracebackType
 
 import mrcfile
 import numpy as np
@@ -79,6 +80,12 @@ class VolumeMeta:
         return tuple(disk[1:]) if len(self.shape) == 2 else tuple(disk)
 
 
+def _finite_xyz(x: float, y: float, z: float) -> tuple[float, float, float]:
+    """A header triple as floats, non-finite values (garbage headers) as 0."""
+    fx, fy, fz = (float(v) if np.isfinite(v) else 0.0 for v in (x, y, z))
+    return fx, fy, fz
+
+
 def read_meta(path: str | Path) -> VolumeMeta:
     """Read and validate an MRC header. Raises :class:`InputFileError` with a one-line reason."""
     p = Path(path)
@@ -127,7 +134,7 @@ def read_meta(path: str | Path) -> VolumeMeta:
     return VolumeMeta(
         shape=shape,
         voxel_size=voxel,
-        origin=tuple(float(v) if np.isfinite(v) else 0.0 for v in (h.origin.x, h.origin.y, h.origin.z)),
+        origin=_finite_xyz(h.origin.x, h.origin.y, h.origin.z),
         start=(int(h.nxstart), int(h.nystart), int(h.nzstart)),
         mode=mode,
         is_stack=is_stack,
@@ -208,8 +215,11 @@ def write_volume(
         arr = arr.astype(np.float32)
     meta = meta.with_shape(arr.shape) if meta is not None else VolumeMeta(shape=arr.shape)
     if voxel_size is not None:
-        vs = (voxel_size,) * 3 if np.isscalar(voxel_size) else tuple(voxel_size)  # type: ignore[arg-type]
-        meta = replace(meta, voxel_size=tuple(float(v) for v in vs))  # type: ignore[arg-type]
+        if isinstance(voxel_size, (tuple, list, np.ndarray)):
+            vx, vy, vz = (float(v) for v in voxel_size)
+        else:
+            vx = vy = vz = float(voxel_size)
+        meta = replace(meta, voxel_size=(vx, vy, vz))
     with atomic_path(path, overwrite=overwrite, inputs=inputs, nbytes=arr.nbytes + HEADER_BYTES) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(arr)
@@ -229,7 +239,7 @@ class VolumeWriter:
     def __init__(
         self,
         path: str | Path,
-        shape: tuple[int, int, int],
+        shape: Sequence[int],
         meta: VolumeMeta | None = None,
         *,
         overwrite: bool = False,
@@ -313,7 +323,9 @@ class VolumeWriter:
     def __enter__(self) -> VolumeWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -64,8 +64,8 @@ def _read(p: Path, permissive: bool) -> tuple[Any, tuple[float, float, float]]:
         with np.errstate(divide="ignore", invalid="ignore"):
             vs = mrc.voxel_size  # cella / mx: inf or NaN for mx = 0
     # a non-finite or negative cell is no voxel size (0 = unknown, as mrcfile writes it)
-    voxel = tuple(float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
-    return h, voxel  # type: ignore[return-value]
+    vx, vy, vz = (float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (vs.x, vs.y, vs.z))
+    return h, (vx, vy, vz)
 
 
 def _expected_size(h: Any) -> int:
@@ -103,4 +103,4 @@ def axis_permutation(h: Any, p: Path) -> tuple[int, int, int]:
             return (0, 1, 2)
         raise InputFileError(f"header axis order mapc, mapr, maps = {order[2]}, {order[1]}, {order[0]} is not a "
                              "permutation of 1, 2, 3; the file is damaged or not an MRC map", p)
-    return tuple(order.index(axis) for axis in (3, 2, 1))  # type: ignore[return-value]
+    return order.index(3), order.index(2), order.index(1)

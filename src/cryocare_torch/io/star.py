@@ -101,7 +101,7 @@ def read_tomograms_star(path: str | Path, *, project_dir: str | Path | None = No
         if not name or name in seen:
             raise InputFileError(f"row {i + 1}: rlnTomoName {name!r} is empty or repeated; names must be unique", p)
         seen.add(name)
-        sizes = [_float(row.get(f"rlnTomoSize{a}")) for a in "XYZ"]
+        sx, sy, sz = (_float(row.get(f"rlnTomoSize{a}")) for a in "XYZ")
         entries.append(TomogramEntry(
             name=name,
             half1=_resolve(row.get("rlnTomoReconstructedTomogramHalf1"), p, proj),
@@ -109,6 +109,6 @@ def read_tomograms_star(path: str | Path, *, project_dir: str | Path | None = No
             pixel_size=_float(row.get("rlnTomoTiltSeriesPixelSize")),
             binning=_float(row.get("rlnTomoTomogramBinning")),
             tomogram=_resolve(row.get("rlnTomoReconstructedTomogram"), p, proj),
-            size=tuple(int(s) for s in sizes) if all(s is not None for s in sizes) else None,  # type: ignore[arg-type]
+            size=(int(sx), int(sy), int(sz)) if sx is not None and sy is not None and sz is not None else None,
         ))
     return entries

@@ -41,11 +41,11 @@ def read_tiff_stack(path: str | Path) -> np.ndarray:
                 )
             out = np.empty((len(pages), *shape), dtype=dtype)
             for i, page in enumerate(pages):
-                page_shape = tuple(page.shape)  # type: ignore[union-attr]
+                page_shape = tuple(page.shape)
                 if page_shape != shape:
                     raise InputFileError(f"TIFF page {i} has shape {page_shape}, page 0 has {shape}; "
                                          f"all frames must have the same size", p)
-                out[i] = page.asarray()  # type: ignore[union-attr]
+                out[i] = page.asarray()
     except InputFileError:
         raise
     except PermissionError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import numpy as np
 import torch
@@ -25,8 +25,24 @@ from .memory import (
     slab_bytes_per_section,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 ArrayLike = torch.Tensor | np.ndarray
 T = TypeVar("T")
+
+
+class TileOptions(TypedDict, total=False):
+    """Keyword options of :func:`predict_arrays` that :func:`predict_pair_arrays` passes on."""
+
+    tile_size: int | None
+    overlap: int | None
+    batch_size: int | None
+    device: torch.device | str
+    dtype: torch.dtype | str
+    memory_budget_gb: float
+    ndim: int | None
+    log: Log | None
 _logger = logging.getLogger("cryocare_torch.predict")
 
 
@@ -188,7 +204,7 @@ def predict_pair_arrays(
     odd: ArrayLike,
     *,
     normalization: tuple[float, float] | None = None,
-    **kwargs: object,
+    **kwargs: Unpack[TileOptions],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """cryo-CARE restoration of one pair: ``(mean, even_restored, odd_restored)``, input's shape.
 
@@ -200,7 +216,7 @@ def predict_pair_arrays(
     two_d = even.ndim == 2
     halves = [(_as_3d(x) - mean) / std for x in (even, odd)]
     kwargs.setdefault("ndim", model_ndim(model, even.ndim))
-    e, o = predict_arrays(model, halves, average=False, **kwargs)  # type: ignore[arg-type]
+    e, o = predict_arrays(model, halves, average=False, **kwargs)
     e = e * std + mean
     o = o * std + mean
     avg = 0.5 * (e + o)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..runtime import autocast, memory_format, tune_backend
+from ..runtime import autocast, memory_format, place_model, tune_backend
 from ..tiling import TileGrid, pad_end, plan_slabs
 
 ReadFn = Callable[[int, int], Sequence[torch.Tensor]]
@@ -49,7 +49,7 @@ class Forward:
         self.dtype = dtype
         self.batch_size = max(1, int(batch_size))
         self.fmt = memory_format(model_ndim, device)
-        self.model.to(memory_format=self.fmt)
+        place_model(self.model, None, self.fmt)
         tune_backend(device)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ def run_tiled(
     *,
     n_inputs: int = 1,
     average: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> None:
     """Predict every tile of ``grid`` (over ``(d, h, w)``) and write blended outputs slab by slab.
 

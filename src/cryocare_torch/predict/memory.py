@@ -128,9 +128,9 @@ def choose_tiling(
 
     def fits(t: int) -> bool:
         act = tile_vox(t) * bytes_per_vox
-        if shared:
+        if host_budget_bytes is None:  # shared
             return act + slab(t) <= budget_bytes
-        return act <= budget_bytes and slab(t) <= host_budget_bytes  # type: ignore[operator]
+        return act <= budget_bytes and slab(t) <= host_budget_bytes
 
     over = False
     if tile_size is not None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 
 from ..errors import DataError
 from ..io.atomic import atomic_write_text, check_output
-from ..io.movie import apply_gain, read_gain, read_movie
+from ..io.movie import Flip, apply_gain, read_gain, read_movie
 from ..io.mrc import VolumeMeta, VolumeWriter, write_volume
 from ..tomo.frames import frame_sums
 from .motion import DriftEstimate, estimate_drift_detailed
@@ -32,11 +33,11 @@ def _output_paths(prefix: Path, kinds: tuple[str, ...] = SUM_KINDS) -> dict[str,
     return paths
 
 
-def _load_movie(path: Path, gain: np.ndarray | None, gain_flip: str,
+def _load_movie(path: Path, gain: np.ndarray | None, gain_flip: Flip,
                 gain_rotation: int) -> tuple[torch.Tensor, float | None]:
     frames, meta = read_movie(path)
     if gain is not None:
-        frames = apply_gain(frames, gain, flip=gain_flip, rotation_k=gain_rotation)  # type: ignore[arg-type]
+        frames = apply_gain(frames, gain, flip=gain_flip, rotation_k=gain_rotation)
     if frames.dtype.kind not in "fiu" or frames.dtype == np.uint32:
         frames = frames.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(frames)), meta.pixel_size
@@ -70,7 +71,7 @@ def motion_correct_file(
     *,
     output_prefix: str | Path,
     gain: str | Path | None = None,
-    gain_flip: str = "none",
+    gain_flip: Flip = "none",
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     overwrite: bool = False,
@@ -103,11 +104,11 @@ def motion_correct_file(
 
 
 def motion_correct_tilt_series(
-    movies: list[str | Path],
+    movies: Sequence[str | Path],
     *,
     output_prefix: str | Path,
     gain: str | Path | None = None,
-    gain_flip: str = "none",
+    gain_flip: Flip = "none",
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     overwrite: bool = False,

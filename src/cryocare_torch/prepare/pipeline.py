@@ -26,6 +26,7 @@ from ..errors import ConfigError, InputFileError
 from ..io.aretomo import aln_to_xf, read_aln
 from ..io.atomic import atomic_write_json, atomic_write_text
 from ..io.imod import read_tlt, read_xf
+from ..io.movie import Flip
 from ..logs import Log
 from .tiltseries import TiltSeriesViews, assemble_from_movies, assemble_from_stack, check_stack, views_from_mdoc
 from .views import sibling
@@ -44,7 +45,7 @@ class RawTiltSeries:
     stack: Path | None = None
     """SerialEM stack (ZValue order), used when there are no movies (T2T-eoa, P2P-tap)."""
     gain: Path | None = None
-    gain_flip: str = "none"
+    gain_flip: Flip = "none"
     gain_rotation: int = 0
     exclude: tuple[int, ...] = ()
     """ZValues (0-based stack sections) to leave out."""

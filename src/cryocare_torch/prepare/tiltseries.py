@@ -30,6 +30,7 @@ from ..errors import DataError, InputFileError
 from ..io.atomic import atomic_write_text
 from ..io.imod import write_tlt, write_xf
 from ..io.mdoc import read_mdoc
+from ..io.movie import Flip
 from ..io.mrc import VolumeMeta, read_meta
 from .frames import motion_correct_tilt_series
 from .views import copy_views, sibling
@@ -87,7 +88,8 @@ class TiltSeriesViews:
         """CSV: one row per kept view in angle order."""
         rows = ["index,angle,acquisition,z_value,dose,pre_exposure,movie"]
         for i in range(self.n):
-            movie = self.movies[i].name if self.movies[i] is not None else ""
+            path = self.movies[i]
+            movie = path.name if path is not None else ""
             rows.append(f"{i},{self.angles[i]:.2f},{int(self.acquisition_order[i])},{int(self.z_value[i])},"
                         f"{self.dose[i]:.4g},{self.pre_exposure[i]:.4g},{movie}")
         return "\n".join(rows) + "\n"
@@ -162,7 +164,7 @@ def assemble_from_movies(
     output_prefix: str | Path,
     *,
     gain: str | Path | None = None,
-    gain_flip: str = "none",
+    gain_flip: Flip = "none",
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     overwrite: bool = False,

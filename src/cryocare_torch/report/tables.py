@@ -130,7 +130,7 @@ def downstream_table(downstream: Mapping[str, Any]) -> str:
                      fmt(r.get("precision")), fmt(r.get("recall")), fmt(r.get("size_threshold")),
                      fmt(r.get("n_detections")), f"{fmt(r.get('tp'))} / {fmt(r.get('fp'))} / {fmt(r.get('fn'))}"])
     classes = ["ours" if name == OURS else "" for name in best]
-    first = next(iter(best.values()), {})
+    first: Mapping[str, Any] = next(iter(best.values()), {})
     repeats = int(downstream.get("repeats", 1))
     # each centre is counted once per repeat (TP or FN) in the pooled counts
     held_out = (first.get("tp", 0) + first.get("fn", 0)) // repeats if first else None

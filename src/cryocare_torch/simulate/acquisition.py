@@ -171,9 +171,10 @@ def simulate_tilt_series(
     py = min(FILTER_MARGIN + max_drift, h - 1)
     phase = F.pad(phase[:, None], (0, 0, py, py), mode="reflect")[:, 0]
 
-    k = frequency_grid(phase.shape[-2:], cfg.pixel_size)
+    image_hw = (int(phase.shape[-2]), int(phase.shape[-1]))
+    k = frequency_grid(image_hw, cfg.pixel_size)
     if cfg.defocus_um > 0:
-        ctf = ctf_2d(phase.shape[-2:], cfg.pixel_size, defocus_um=cfg.defocus_um, voltage_kv=cfg.voltage_kv,
+        ctf = ctf_2d(image_hw, cfg.pixel_size, defocus_um=cfg.defocus_um, voltage_kv=cfg.voltage_kv,
                      cs_mm=cfg.spherical_aberration_mm, amplitude_contrast=cfg.amplitude_contrast)
     else:  # no CTF: an ideal in-focus phase-contrast image (Zernike-like, phase -> intensity)
         ctf = torch.ones_like(k)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +82,12 @@ def simulate(
 ) -> SimulatedData:
     """Simulate the specimen, the dose-fractionated tilt series and the four tomograms for ``cfg``."""
     cfg = cfg or SimulateConfig()
-    shape = tuple(int(s) for s in cfg.shape)
+    d, h, w = (int(s) for s in cfg.shape)
+    shape = (d, h, w)
     pad = required_lateral_pad(shape, max(abs(cfg.tilt_min), abs(cfg.tilt_max)))
     phantom: Phantom = make_phantom(cfg, lateral_pad=pad)
     ts = simulate_tilt_series(phantom, cfg, keep_frames=keep_frames, frame_drift=frame_drift)
     tomos = _reconstruct(ts, shape)
-    w = shape[2]
     dec, keep = _in_fov(phantom.decoration_centres, shape, pad)
     cx, keep_cx = _in_fov(phantom.complex_centres, shape, pad)
     return SimulatedData(
@@ -133,7 +134,7 @@ def format_mdoc(
     return out.getvalue()
 
 
-def _csv(rows: np.ndarray, header: list[str]) -> str:
+def _csv(rows: Sequence[Sequence[object]], header: list[str]) -> str:
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(header)

@@ -10,6 +10,7 @@ slab, and show no volume-edge artefacts. Everything is deterministic given ``cfg
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,9 @@ class Phantom:
     """Mean ice thickness in voxels."""
 
 
-def _ice_surfaces(d: int, h: int, w: int, thickness: float, px: float, rng: np.random.Generator):
+def _ice_surfaces(
+    d: int, h: int, w: int, thickness: float, px: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower/upper ice surfaces z(y, x): a slightly tilted slab with smooth roughness (~1 nm)."""
     slack = max(0.0, (d - thickness) / 2.0 - 1.5)
     direction = rng.uniform(0, 2 * math.pi)
@@ -86,15 +89,19 @@ def _frame(alpha: float, slope: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
 class _Filament:
     """A gently curved tube: centre(s) = c0 + s u + f(s) v + g(s) n, |f'|, |g'| small."""
 
-    def __init__(self, rng: np.random.Generator, c0: np.ndarray, u, v, n, length: float, nm: float) -> None:
+    def __init__(self, rng: np.random.Generator, c0: np.ndarray, u: np.ndarray, v: np.ndarray, n: np.ndarray,
+                 length: float, nm: float) -> None:
         self.c0, self.u, self.v, self.n, self.length = c0, u, v, n, length
         lam = rng.uniform(150, 450, size=2) * nm
         self.f = [(rng.uniform(0.02, 0.07) * lk / (2 * math.pi), lk, rng.uniform(0, 2 * math.pi)) for lk in lam]
         self.g = [(min(1.0 * nm, 0.03 * lam[0] / (2 * math.pi)), lam[0] * 1.3, rng.uniform(0, 2 * math.pi))]
 
     @staticmethod
-    def _wave(s, terms):
-        return sum(a * torch.sin(2 * math.pi * s / lam + ph) for a, lam, ph in terms)
+    def _wave(s: torch.Tensor, terms: Sequence[tuple[float, float, float]]) -> torch.Tensor:
+        out = torch.zeros_like(s)
+        for a, lam, ph in terms:
+            out = out + a * torch.sin(2 * math.pi * s / lam + ph)
+        return out
 
     def centreline(self, s: np.ndarray) -> np.ndarray:
         st = torch.as_tensor(s, dtype=torch.float64)

@@ -167,9 +167,10 @@ def simulate_raw(
 ) -> RawAcquisition:
     """Simulate raw frames, gain, true drift and alignment, and the simulator's reference reconstructions."""
     cfg = cfg or raw_config()
-    shape = tuple(int(s) for s in cfg.shape)
+    d, h, w = (int(s) for s in cfg.shape)
+    shape = (d, h, w)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
-    pad = required_lateral_pad(shape, max(abs(cfg.tilt_min), abs(cfg.tilt_max)))  # type: ignore[arg-type]
+    pad = required_lateral_pad(shape, max(abs(cfg.tilt_min), abs(cfg.tilt_max)))
     phantom = make_phantom(cfg, lateral_pad=pad)
     projector = _CroppingProjector()
     n = len(tilt_angles(cfg))
@@ -180,12 +181,12 @@ def simulate_raw(
     still = simulate_tilt_series(phantom, cfg, projector=projector)  # noise-free truth without drift
     tilts = _normalised_sums(ts, total)
     tilts["clean"] = still.normalised("clean")
-    reference = reference_reconstructions(tilts, ts.angles, ts.order, shape)  # type: ignore[arg-type]
+    reference = reference_reconstructions(tilts, ts.angles, ts.order, shape)
     rotation = tilt_axis_rotation(n, tilt_axis_deg, jitter_deg, rng)
     xf = rotation.clone()
     xf[:, 0, 2], xf[:, 1, 2] = -offset[:, 1].double(), -offset[:, 0].double()  # undo the shift after rotating
     inv = invert_xf(rotation)
-    gain = gain_reference(shape[1:], gain_spread, rng)  # type: ignore[arg-type]
+    gain = gain_reference((h, w), gain_spread, rng)
     assert ts.frames is not None
     frames = torch.empty_like(ts.frames)
     for i in range(n):

@@ -21,6 +21,7 @@ dimension. :class:`Projector` keeps the matrices for repeated projections with o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,7 @@ class Projector:
 
     def __init__(
         self,
-        shape: tuple[int, int, int],
+        shape: Sequence[int],
         angles_deg: AngleLike,
         *,
         detector_width: int | None = None,
@@ -93,11 +94,10 @@ class Projector:
         shallow = theta.cos().abs() >= theta.sin().abs()
         self.shallow_idx = torch.nonzero(shallow).flatten()
         self.steep_idx = torch.nonzero(~shallow).flatten()
-        kw = {"device": self.device, "dtype": dtype}
         self.shallow = sparse_rows([_shallow_rows(float(theta[i]), d, w, self.det) for i in self.shallow_idx],
-                                   d * (w + 2), **kw) if len(self.shallow_idx) else None
+                                   d * (w + 2), device=self.device, dtype=dtype) if len(self.shallow_idx) else None
         self.steep = sparse_rows([_steep_rows(float(theta[i]), d, w, self.det) for i in self.steep_idx],
-                                 w * (d + 2), **kw) if len(self.steep_idx) else None
+                                 w * (d + 2), device=self.device, dtype=dtype) if len(self.steep_idx) else None
 
     def default_y_chunk(self) -> int:
         """Rows per chunk so the dense buffers stay near 256 MiB."""
@@ -144,6 +144,6 @@ def project(
     if volume.ndim != 3:
         raise DataError(f"project needs a (d, h, w) volume, got shape {tuple(volume.shape)}")
     dtype = torch.float64 if volume.dtype == torch.float64 else torch.float32
-    proj = Projector(tuple(volume.shape), angles_deg, detector_width=detector_width,  # type: ignore[arg-type]
+    proj = Projector(tuple(volume.shape), angles_deg, detector_width=detector_width,
                      device=volume.device, dtype=dtype)
     return proj(volume, y_chunk=y_chunk)

@@ -33,8 +33,8 @@ def _open(src: Source) -> tuple[np.ndarray, tuple[float, float, float] | None, b
 
 def open_pair(even: Source, odd: Source, index: int = 0) -> OpenedPair:
     """Open one pair; halves must have the same shape and voxel size (:class:`DataError` otherwise)."""
-    both_files = not isinstance(even, np.ndarray) and not isinstance(odd, np.ndarray)
-    if both_files and Path(even).resolve() == Path(odd).resolve():  # type: ignore[arg-type]
+    if (not isinstance(even, np.ndarray) and not isinstance(odd, np.ndarray)
+            and Path(even).resolve() == Path(odd).resolve()):
         raise DataError(f"even and odd are the same file ({even}); give the two independent halves")
     e, ve, stack, ne = _open(even)
     o, vo, _, no = _open(odd)

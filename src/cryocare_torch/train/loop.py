@@ -12,18 +12,20 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import CryocareConfig
 from ..errors import CheckpointError, ConfigError
 from ..io.atomic import atomic_write_json
+from ..logs import Log
 from ..model import build_model
-from ..patches import build_patch_data
-from ..runtime import autocast, describe, memory_format, resolve_dtype
+from ..patches import PatchData, build_patch_data
+from ..runtime import autocast, describe, memory_format, place_model, resolve_dtype
 from .batches import train_batches, val_batches
 from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
 from .distributed import Ranks, preflight, session
@@ -115,7 +117,10 @@ def train(
 class _Run:
     """State of one training run (fresh or resumed)."""
 
-    def __init__(self, cfg, ndim, data, norm, device, dtype, out, raw, progress, log, ranks: Ranks) -> None:  # noqa: ANN001
+    def __init__(
+        self, cfg: CryocareConfig, ndim: int, data: PatchData, norm: dict[str, Any], device: torch.device,
+        dtype: torch.dtype, out: Path, raw: dict[str, Any] | None, progress: bool, log: Log, ranks: Ranks,
+    ) -> None:
         self.cfg, self.ndim, self.data, self.norm = cfg, ndim, data, norm
         self.device, self.dtype, self.out, self.progress, self.log = device, dtype, out, progress, log
         tc = cfg.train
@@ -125,7 +130,7 @@ class _Run:
             torch.manual_seed(tc.seed)
             model = build_model(cfg.model, ndim)
         self.fmt = memory_format(ndim, device)
-        self.model = model.to(device=device, memory_format=self.fmt)
+        self.model = place_model(model, device, self.fmt)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
         self.schedule = LRSchedule(
             self.optimizer, tc.lr_schedule, tc.learning_rate, total_steps=tc.epochs * self.spe,
@@ -139,7 +144,8 @@ class _Run:
         self.best: float | None = None
         if raw is not None:
             self._restore(raw)
-        net = torch.compile(self.model) if tc.compile and device.type == "cuda" else self.model
+        # torch.compile of a Module returns an OptimizedModule (a Module); its annotation says Callable
+        net = cast(nn.Module, torch.compile(self.model)) if tc.compile and device.type == "cuda" else self.model
         self.net = ranks.wrap(net, log)  # DistributedDataParallel under torchrun
 
     def _restore(self, raw: dict[str, Any]) -> None:
@@ -152,7 +158,7 @@ class _Run:
             raise CheckpointError(
                 f"weights do not fit the stored architecture ({msg}); train anew", self.out / "last.pt"
             ) from None
-        self.model.to(device=self.device, memory_format=self.fmt)
+        place_model(self.model, self.device, self.fmt)
         if raw.get("scheduler_state"):
             self.schedule.load_state_dict(raw["scheduler_state"])
         if self.scaler is not None and raw.get("scaler_state"):
@@ -206,7 +212,7 @@ class _Run:
             return None
         net = self.ranks.inner(self.net)  # this rank's share of the batches; sums all-reduced
         net.eval()
-        total, count = 0.0, 0
+        total, count = 0.0, 0.0
         for inp, tgt in val_batches(self.data.val, self.local, self.ranks.part):
             with autocast(self.device, self.dtype):
                 out = net(self._to(inp))

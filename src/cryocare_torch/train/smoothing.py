@@ -52,7 +52,8 @@ def estimate_skip_sigma(data: PatchPairs, ndim: int, *, max_voxels: int = 1 << 2
             sigma = (sxy, sxy) if sz is None else (sz, sxy, sxy)
             if best is None or loss < best[0]:
                 best = (loss, sigma)
-    return best[1]  # type: ignore[index]
+    assert best is not None  # SIGMAS_XY is not empty
+    return best[1]
 
 
 def resolve_skip(cfg: CryocareConfig, data: PatchPairs, ndim: int, log: Callable[[str], None]) -> CryocareConfig:

@@ -40,13 +40,15 @@ def pair_stem(even: PathLike) -> str:
 
 def output_paths(pairs: Sequence[tuple[Path, Path]], output: PathLike | Sequence[PathLike]) -> list[Path]:
     """One output per pair: a list of the same length, a file for a single pair, else a folder."""
-    if isinstance(output, (list, tuple)):
-        if len(output) == len(pairs):
-            return [Path(p) for p in output]
-        if len(output) != 1:
-            raise ConfigError(f"{len(output)} outputs for {len(pairs)} pairs; give one per pair or one folder")
-        output = output[0]
-    out = Path(output)  # type: ignore[arg-type]
+    if isinstance(output, (str, Path)):
+        out = Path(output)
+    else:
+        outs = [Path(p) for p in output]
+        if len(outs) == len(pairs):
+            return outs
+        if len(outs) != 1:
+            raise ConfigError(f"{len(outs)} outputs for {len(pairs)} pairs; give one per pair or one folder")
+        out = outs[0]
     if len(pairs) == 1 and out.suffix:
         return [out]
     if out.exists() and not out.is_dir():

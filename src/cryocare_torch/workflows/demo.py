@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,10 +18,13 @@ from ..io.mrc import read_volume
 from ..simulate import write_dataset
 from . import api
 
+if TYPE_CHECKING:  # torch loads with the work, not with the command line
+    import torch
+
 DEMO_SIMULATION = SimulateConfig(shape=(64, 192, 192), seed=0)
 
 
-def score(volumes: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, dict[str, float]]:
+def score(volumes: Mapping[str, np.ndarray | torch.Tensor], truth: np.ndarray) -> dict[str, dict[str, float]]:
     """PSNR/SSIM of each volume against ``truth`` after a least-squares affine fit (central region)."""
     return {name: {"psnr": float(psnr(v, truth)), "ssim": float(ssim(v, truth))} for name, v in volumes.items()}
 
