@@ -19,12 +19,12 @@ from cryocare_torch.workflows import api
 from cryocare_torch.workflows.batch import (
     build_manifest,
     load_manifest,
-    output_state,
     resolve_batch,
     run_all,
     run_item,
     write_manifest,
 )
+from cryocare_torch.workflows.batch_state import output_state
 
 SHAPE = (8, 16, 16)
 
@@ -114,17 +114,17 @@ def test_resolve_errors(tomos: Path) -> None:
 
 def test_output_state(tmp_path: Path) -> None:
     out = tmp_path / "o.mrc"
-    assert output_state(out, SHAPE) == "missing"
+    assert output_state(out, SHAPE).kind == "missing"
     write_volume(out, np.zeros(SHAPE, np.float32))
-    assert output_state(out, SHAPE) == "complete"
-    assert output_state(out, (8, 16, 17)).startswith("incomplete: shape")
+    assert output_state(out, SHAPE).kind == "complete"
+    assert str(output_state(out, (8, 16, 17))).startswith("incomplete: shape")
     data = out.read_bytes()
     out.write_bytes(data[:-100])  # an interrupted copy
-    assert output_state(out, SHAPE).startswith("incomplete")
+    assert output_state(out, SHAPE).kind == "incomplete"
     out.write_bytes(data[:500])  # not even a header
-    assert output_state(out, SHAPE).startswith("incomplete")
+    assert output_state(out, SHAPE).kind == "incomplete"
     write_volume(out, np.zeros(SHAPE, np.int16), overwrite=True)
-    assert output_state(out, SHAPE).startswith("incomplete: mode 1")
+    assert str(output_state(out, SHAPE)).startswith("incomplete: mode 1")
 
 
 def test_manifest_skips_complete_redoes_partial(tomos: Path) -> None:
@@ -163,10 +163,10 @@ def test_run_item_idempotent(tomos: Path, fake_predict: list) -> None:
     assert run_item(m, 0) == "skipped" and len(fake_predict) == 1
     m.items[0].output.write_bytes(m.items[0].output.read_bytes()[:2000])  # partial output is redone
     assert run_item(m, 0) == "done" and fake_predict[-1] == (m.items[0].output, True)
-    assert output_state(m.items[0].output, SHAPE) == "complete"
+    assert output_state(m.items[0].output, SHAPE).complete
     with pytest.raises(ConfigError, match="out of range"):
         run_item(m, 3)
-    assert run_all(m) == {"TS_00": "skipped", "TS_01": "done", "TS_02": "done"}
+    assert {k: str(v) for k, v in run_all(m).items()} == {"TS_00": "skipped", "TS_01": "done", "TS_02": "done"}
 
 
 def test_cli_batch_local_and_rerun(tomos: Path, fake_predict: list, capsys: pytest.CaptureFixture) -> None:
@@ -213,11 +213,7 @@ def test_real_model_batch(tmp_path: Path) -> None:
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_stale_partials_removed_and_sigterm_interrupts(tomos: Path, fake_predict: list) -> None:
-    import signal
-
-    from cryocare_torch.cli import commands_batch
-
+def test_stale_partials_removed(tomos: Path, fake_predict: list) -> None:
     m = build_manifest(resolve_batch([tomos / "tomos"], tomos / "out"), tomos / "best.pt", CryocareConfig())
     out = m.items[0].output
     out.parent.mkdir()
@@ -230,10 +226,3 @@ def test_stale_partials_removed_and_sigterm_interrupts(tomos: Path, fake_predict
     os.utime(other, (1e9, 1e9))
     assert run_item(m, 0) == "done"
     assert not old.exists() and fresh.exists() and other.exists()
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        commands_batch._sigterm_interrupts()
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cryocare_torch.errors import DataError, InputFileError
+from cryocare_torch.io.halves import check_pair_compatible, split_half_marker
 from cryocare_torch.io.mrc import write_volume
-from cryocare_torch.io.pairs import PairSpec, check_pair_compatible, find_pairs, split_half_marker
+from cryocare_torch.io.pairs import PairSpec, find_pairs
 
 
 def _vol(path: Path, shape: tuple[int, ...] = (2, 4, 4), voxel: float = 5.0) -> Path:
@@ -199,3 +200,32 @@ def test_check_pair_compatible(tmp_path: Path) -> None:
         check_pair_compatible(e, _vol(tmp_path / "b_odd.mrc", shape=(3, 4, 4)))
     with pytest.raises(DataError, match="voxel size .*c_odd.mrc"):
         check_pair_compatible(e, _vol(tmp_path / "c_odd.mrc", voxel=10.0))
+
+
+@pytest.mark.parametrize(("even", "odd", "stem"), [
+    ("TS_01_EVN_Vol.mrc", "TS_01_ODD_Vol.mrc", "TS_01_Vol"),
+    ("a_even.mrc", "a_odd.mrc", "a"),
+    ("b.Even.mrc", "b.Odd.mrc", "b"),
+    ("c_half1.mrc", "c_half2.mrc", "c"),
+    ("c_half_1.mrc", "c_half_2.mrc", "c"),
+    ("c-half-1.mrc", "c-half-2.mrc", "c"),
+])
+def test_half_markers_mean_the_same_everywhere(tmp_path: Path, even: str, odd: str, stem: str) -> None:
+    """One list of markers: pairing, the pair's output name and the report's file roles agree on every name."""
+    from cryocare_torch.io.halves import half_of, pair_stem
+    from cryocare_torch.report.collect import mrc_role
+
+    assert (half_of(even), half_of(odd)) == ("even", "odd")
+    assert (mrc_role(Path(even)), mrc_role(Path(odd))) == ("even", "odd")
+    assert pair_stem(even) == stem
+    for name in (even, odd):
+        _vol(tmp_path / name)
+    assert [(p.name, p.even.name, p.odd.name) for p in find_pairs(tmp_path)] == [(stem, even, odd)]
+
+
+def test_names_without_a_marker_have_no_half() -> None:
+    from cryocare_torch.io.halves import half_of
+    from cryocare_torch.report.collect import mrc_role
+
+    for name in ("evenly.mrc", "TS_01.mrc", "halfway1.mrc", "oddity.mrc"):
+        assert half_of(name) is None and mrc_role(Path(name)) is None

@@ -14,7 +14,8 @@ from cryocare_torch.cli.main import main
 from cryocare_torch.config import CryocareConfig
 from cryocare_torch.io.mrc import read_volume, write_volume
 from cryocare_torch.workflows import api
-from cryocare_torch.workflows.watch import scan_pairs, watch
+from cryocare_torch.workflows.watch import watch
+from cryocare_torch.workflows.watch_files import scan_pairs
 
 SHAPE = (16, 32, 32)
 FAST = ["--device", "cpu", "--threads", "1", "--precision", "fp32"]

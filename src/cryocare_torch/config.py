@@ -1,7 +1,10 @@
 """One typed configuration shared by the CLI, config files (YAML/JSON) and the Python API.
 
-Every field has bounds and a description; ``cryocare <command> --help`` and
-``cryocare config --example`` are generated from these models. Checkpoints embed
+Every field has bounds and a description. ``cryocare config`` prints the whole tree (defaults, or a file with
+``--set`` overrides applied); ``--config FILE`` and ``--set section.key=value`` reach every field. The
+common fields also have their own flags (``cli/options.py``, mapped onto these sections by ``build_config``);
+those flags and their help are still written by hand, not generated from these models, and the motion,
+evaluation, SLURM and watch settings are not in this tree yet (issue 11). Checkpoints embed
 ``model_dump()`` of the configuration they were trained with.
 """
 

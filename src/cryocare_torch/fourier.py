@@ -2,7 +2,8 @@
 
 * :func:`rfft_freqs` -- the rFFT frequency grids; :func:`phase_ramp` -- the phase that shifts content;
 * :func:`good_fft_size` -- a fast FFT size; :func:`crop_spectrum` -- Fourier binning of an rFFT spectrum;
-* :func:`shift_frames` -- sub-pixel (circular) Fourier shift of images.
+* :func:`fourier_shift` -- the sub-pixel (circular) Fourier shift; :func:`shift_frames` -- the same for a
+  checked ``(t, h, w)`` movie.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ def rfft_freqs(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torc
     return fy, fx
 
 
-def phase_ramp(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-    """``exp(-2 pi i k.s)``: multiplying a spectrum by it moves the content by ``+s``; ``(t, h, w//2+1)``.
+def phase_ramp(shifts: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor,
+               dtype: torch.dtype = torch.complex64) -> torch.Tensor:
+    """``exp(-2 pi i k.s)``: multiplying a spectrum by it moves the content by ``+s``; shifts ``(..., 2)`` ->
+    ``(..., h, w//2+1)``.
 
     Built as the outer product of a column and a row phase (separable), so only ``t (h + w)`` sines.
     """
     s = shifts.to(torch.float64)
     one = torch.ones((), dtype=torch.float64, device=s.device)
-    py = torch.polar(one, -2.0 * math.pi * s[:, 0, None, None] * fy).to(torch.complex64)  # (t, h, 1)
-    px = torch.polar(one, -2.0 * math.pi * s[:, 1, None, None] * fx).to(torch.complex64)  # (t, 1, w')
+    py = torch.polar(one, -2.0 * math.pi * s[..., 0, None, None] * fy).to(dtype)  # (..., h, 1)
+    px = torch.polar(one, -2.0 * math.pi * s[..., 1, None, None] * fx).to(dtype)  # (..., 1, w')
     return py * px
 
 
@@ -63,8 +66,16 @@ def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     if x.ndim != 3 or s.shape[0] != x.shape[0]:
         raise DataError(f"shift_frames needs (t, h, w) frames and (t, 2) shifts, got {tuple(frames.shape)} "
                         f"and {tuple(torch.as_tensor(shifts).shape)}")
-    h, w = x.shape[-2:]
-    fy, fx = rfft_freqs(h, w, x.device)
-    spec = torch.fft.rfft2(x.to(torch.float32)) * phase_ramp(s, fy, fx)
-    out = torch.fft.irfft2(spec, s=(h, w))
+    out = fourier_shift(x, s)
     return out[0] if single else out
+
+
+def fourier_shift(images: torch.Tensor, shifts: torch.Tensor, *,
+                  precision: torch.dtype = torch.float32) -> torch.Tensor:
+    """The one Fourier shift: images ``(..., h, w)`` moved by ``shifts`` ``(..., 2)`` = ``(dy, dx)`` pixels
+    (periodic), computed in ``precision`` (float32 or float64) and returned in it."""
+    h, w = images.shape[-2:]
+    fy, fx = rfft_freqs(h, w, images.device)
+    complex_dtype = torch.complex128 if precision == torch.float64 else torch.complex64
+    ramp = phase_ramp(torch.as_tensor(shifts, device=images.device), fy, fx, complex_dtype)
+    return torch.fft.irfft2(torch.fft.rfft2(images.to(precision)) * ramp, s=(h, w))

@@ -10,12 +10,13 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 from torch import nn
 
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,3 +115,49 @@ def describe(device: torch.device, dtype: torch.dtype) -> str:
     else:
         where = f"CPU ({torch.get_num_threads()} threads)"
     return f"running on {where}, precision {str(dtype).replace('torch.', '')}"
+
+
+@dataclass(frozen=True)
+class Torchrun:
+    """This process's place as torchrun describes it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``LOCAL_WORLD_SIZE``); a single process without torchrun is rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.lstrip("-").isdigit():
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer (set by torchrun)")
+    return int(value)
+
+
+def torchrun_env() -> Torchrun:
+    """The one reader of torchrun's environment; :class:`ConfigError` for a non-integer or a rank outside."""
+    world = _env_int("WORLD_SIZE", 1)
+    if world <= 1:
+        return Torchrun()
+    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world}); start it with torchrun")
+    return Torchrun(rank, world, local_rank, _env_int("LOCAL_WORLD_SIZE", world))
+
+
+def torchrun_device(name: str, local_rank: int, option: str = "--device") -> torch.device:
+    """A torchrun process's device: ``cuda:LOCAL_RANK`` where ``name`` resolves to CUDA, else as resolved."""
+    device = resolve_device(name)
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise ConfigError(f"{option} {name!r} names one GPU, but under torchrun each process uses cuda:LOCAL_RANK; "
+                          "use --device cuda or auto")
+    if local_rank >= torch.cuda.device_count():
+        raise DeviceError(f"torchrun process with LOCAL_RANK {local_rank} needs GPU {local_rank} but only "
+                          f"{torch.cuda.device_count()} GPU(s) exist; lower --nproc-per-node")
+    return torch.device("cuda", local_rank)
+

@@ -14,8 +14,8 @@ from ..evaluate.fsc_io import fsc_files
 from ..evaluate.metrics import format_table
 from ..evaluate.nad import nad
 from ..io.atomic import check_output
+from ..io.halves import validate_pairs
 from ..io.mrc import read_meta, read_volume, write_volume
-from ..io.pairs import validate_pairs
 from ..logs import log_stderr as _log
 from ..report import EvalOptions, RunInputs, build_report, evaluate_run
 from ..runtime import set_threads

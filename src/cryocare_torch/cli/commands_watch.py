@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +13,9 @@ from cyclopts import Group, Parameter
 
 from ..config import CryocareConfig
 from ..errors import CryocareError
+from ..interrupts import raise_interrupt, signal_handlers
 from ..logs import log_stderr as _log
+from ..workflows.watch import StopReason
 from ..workflows.watch import watch as _watch
 from .app import EXIT_INTERRUPTED, app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
@@ -34,13 +34,9 @@ class WatchCliOptions:
     "Stop after this many pairs were restored (or failed) in this run."
 
 
-@contextlib.contextmanager
-def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
+def _stop_on_ctrl_c(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
     """First Ctrl-C: finish the current pair, then stop with a summary; a second one stops at once (the
     partial output is removed). SIGTERM (SLURM, kill) stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def on_int(signum: int, frame: Any) -> None:
         if stop.is_set():
@@ -48,17 +44,7 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
         stop.set()
         _log("stopping after the current pair (Ctrl-C again to stop at once)")
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, on_int)
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    return signal_handlers(sigint=on_int, sigterm=raise_interrupt)
 
 
 def run_watch(folder: Path, output_dir: Path, config: CryocareConfig, opts: WatchCliOptions | None, **kw: Any) -> int:
@@ -69,7 +55,7 @@ def run_watch(folder: Path, output_dir: Path, config: CryocareConfig, opts: Watc
         summary = _watch(folder, output_dir, config, interval=opts.interval, max_idle_minutes=opts.max_idle_minutes,
                          max_pairs=opts.max_pairs, progress=sys.stderr.isatty(), stop=stop, log=_log, **kw)
     print(summary.line())
-    if summary.reason == "interrupted":
+    if summary.reason is StopReason.INTERRUPTED:
         return EXIT_INTERRUPTED
     if summary.failed:
         name, why = next(iter(summary.failed.items()))

@@ -2,6 +2,7 @@
 
 from .aretomo import AretomoAlignment, DarkFrame, aln_to_xf, read_aln
 from .atomic import atomic_path, atomic_torch_save, atomic_write_json, check_output
+from .halves import check_pair_compatible
 from .imod import (
     check_count,
     parse_exclude_list,
@@ -17,7 +18,7 @@ from .imod import (
 from .mdoc import TiltSeriesMdoc, read_mdoc, write_mdoc
 from .movie import MovieMeta, apply_gain, orient_gain, read_gain, read_movie, serialem_orientation
 from .mrc import VolumeMeta, VolumeWriter, open_memmap, read_meta, read_slab, read_volume, write_volume
-from .pairs import PairSpec, check_pair_compatible, find_pairs, read_pair_list
+from .pairs import PairSpec, find_pairs, read_pair_list
 from .star import TomogramEntry, read_tomograms_star
 from .tiff import read_tiff_stack, write_tiff_movie
 

@@ -108,6 +108,87 @@ def _number(token: str, path: Path, lineno: int, line: str) -> float:
     return v
 
 
+@dataclass
+class _AlnParse:
+    """What the lines of one ``.aln`` said so far (the header values, the global rows, the local count)."""
+
+    path: Path
+    fmt: AlnFormat = "1.2"
+    raw_size: tuple[int, int, int] | None = None
+    n_patches: int = 0
+    thickness: int | None = None
+    alpha: float = 0.0
+    beta: float = 0.0
+    darks: list[tuple[int, int, float]] = field(default_factory=list)
+    rows: list[list[float]] = field(default_factory=list)
+    n_local: int = 0
+    n_views_12: int | None = None
+    section: str = "header"
+
+    def comment(self, body: str, lineno: int, line: str) -> None:
+        p = self.path
+        if body.startswith("SEC"):
+            if body.split() != list(_COLUMNS):
+                _bad(p, lineno, line, "unexpected column header")
+            self.section = "global"
+        elif body.startswith("Local Alignment"):
+            self.section = "local"
+        elif body.startswith("RawSize"):
+            nx, ny, nz = _ints(_header_value(body, p, lineno), 3, p, lineno, line)
+            self.raw_size = (nx, ny, nz)
+            self.fmt = "1.3" if self.fmt == "1.2" else self.fmt
+        elif body.startswith("NumPatches"):
+            self.n_patches = _ints(_header_value(body, p, lineno), 1, p, lineno, line)[0]
+        elif body.startswith("DarkFrame"):
+            parts = _header_value(body, p, lineno).split()
+            if len(parts) != 3:
+                _bad(p, lineno, line, "expected 'DarkFrame = frame section tilt'")
+            frame, sec = _ints(" ".join(parts[:2]), 2, p, lineno, line)
+            self.darks.append((frame, sec, _number(parts[2], p, lineno, line)))
+        elif body.startswith(("AlphaOffset", "BetaOffset", "Thickness")):
+            self.fmt = "3"
+            value = _number(_header_value(body, p, lineno), p, lineno, line)
+            if body.startswith("AlphaOffset"):
+                self.alpha = value
+            elif body.startswith("BetaOffset"):
+                self.beta = value
+            else:
+                self.thickness = int(value)
+        elif self.section == "header" and re.fullmatch(r"\d+\s+\d+", body):  # AreTomo 1.2: "# n_views n_patches"
+            self.n_views_12, self.n_patches = (int(t) for t in body.split())
+
+    def data(self, line: str, lineno: int) -> None:
+        p = self.path
+        if self.section == "global":
+            tokens = line.split()
+            if len(tokens) != 10:
+                _bad(p, lineno, line, f"expected 10 columns {' '.join(_COLUMNS)}, found {len(tokens)}")
+            if not re.fullmatch(r"\d{1,6}", tokens[0]):
+                _bad(p, lineno, line, f"SEC {tokens[0][:20]!r} is not a section number")
+            self.rows.append([_number(t, p, lineno, line) for t in tokens])
+        elif self.section == "local":
+            if len(line.split()) != 7:
+                _bad(p, lineno, line, "expected 7 columns in a local alignment line")
+            self.n_local += 1
+        else:
+            _bad(p, lineno, line, "data line before the '# SEC ROT ...' column header")
+
+    def problems(self, kept: np.ndarray, dark_frames: tuple[DarkFrame, ...]) -> list[str]:
+        """Counts that disagree with the header: a truncated or edited file."""
+        out: list[str] = []
+        n, raw = len(self.rows), self.raw_size
+        expected = raw[2] - len(self.darks) if raw is not None else self.n_views_12
+        if expected is not None and expected != n:
+            out.append(f"has {n} global alignment lines but its header announces {expected} views"
+                       + (f" (RawSize {raw[2]} minus {len(self.darks)} dark frames)" if raw else ""))
+        if self.n_local and self.n_local != self.n_patches * n:
+            out.append(f"has {self.n_local} local alignment lines, expected NumPatches {self.n_patches} x {n} views")
+        both = sorted(set(kept.tolist()) & {d.section - 1 for d in dark_frames})
+        if both:
+            out.append(f"0-based section(s) {both[:5]} are listed both as aligned and as DarkFrame")
+        return out
+
+
 def read_aln(path: str | Path, *, strict: bool = True) -> AretomoAlignment:
     """Read an AreTomo ``.aln`` file.
 
@@ -118,93 +199,33 @@ def read_aln(path: str | Path, *, strict: bool = True) -> AretomoAlignment:
     lines = read_text_lines(p, "AreTomo alignment file (.aln)")
     if not lines or not lines[0].lstrip().startswith("# AreTomo Alignment"):
         raise InputFileError("is not an AreTomo .aln file (first line is not '# AreTomo Alignment ...')", p)
-    fmt: AlnFormat = "1.2"
-    raw_size: tuple[int, int, int] | None = None
-    n_patches, thickness, alpha, beta = 0, None, 0.0, 0.0
-    darks: list[tuple[int, int, float]] = []
-    rows: list[list[float]] = []
-    n_local = 0
-    n_views_12: int | None = None
-    section = "header"
+    s = _AlnParse(p)
     for lineno, raw in enumerate(lines, start=1):
         line = raw.strip()
         if lineno == 1 or not line:
             continue
         if line.startswith("#"):
-            body = line[1:].strip()
-            if body.startswith("SEC"):
-                if body.split() != list(_COLUMNS):
-                    _bad(p, lineno, line, "unexpected column header")
-                section = "global"
-            elif body.startswith("Local Alignment"):
-                section = "local"
-            elif body.startswith("RawSize"):
-                nx, ny, nz = _ints(_header_value(body, p, lineno), 3, p, lineno, line)
-                raw_size = (nx, ny, nz)
-                fmt = "1.3" if fmt == "1.2" else fmt
-            elif body.startswith("NumPatches"):
-                n_patches = _ints(_header_value(body, p, lineno), 1, p, lineno, line)[0]
-            elif body.startswith("DarkFrame"):
-                parts = _header_value(body, p, lineno).split()
-                if len(parts) != 3:
-                    _bad(p, lineno, line, "expected 'DarkFrame = frame section tilt'")
-                frame, dark_sec = _ints(" ".join(parts[:2]), 2, p, lineno, line)
-                darks.append((frame, dark_sec, _number(parts[2], p, lineno, line)))
-            elif body.startswith(("AlphaOffset", "BetaOffset", "Thickness")):
-                fmt = "3"
-                value = _number(_header_value(body, p, lineno), p, lineno, line)
-                if body.startswith("AlphaOffset"):
-                    alpha = value
-                elif body.startswith("BetaOffset"):
-                    beta = value
-                else:
-                    thickness = int(value)
-            elif section == "header" and re.fullmatch(r"\d+\s+\d+", body):  # AreTomo 1.2: "# n_views n_patches"
-                n_views_12, n_patches = (int(t) for t in body.split())
-            continue
-        if section == "global":
-            tokens = line.split()
-            if len(tokens) != 10:
-                _bad(p, lineno, line, f"expected 10 columns {' '.join(_COLUMNS)}, found {len(tokens)}")
-            if not re.fullmatch(r"\d{1,6}", tokens[0]):
-                _bad(p, lineno, line, f"SEC {tokens[0][:20]!r} is not a section number")
-            rows.append([_number(t, p, lineno, line) for t in tokens])
-        elif section == "local":
-            if len(line.split()) != 7:
-                _bad(p, lineno, line, "expected 7 columns in a local alignment line")
-            n_local += 1
+            s.comment(line[1:].strip(), lineno, line)
         else:
-            _bad(p, lineno, line, "data line before the '# SEC ROT ...' column header")
-    if not rows:
+            s.data(line, lineno)
+    if not s.rows:
         raise InputFileError("has no global alignment lines (after '# SEC ROT GMAG ...'); re-run AreTomo", p)
-    arr = np.asarray(rows, dtype=np.float64)
+    arr = np.asarray(s.rows, dtype=np.float64)
     sec = arr[:, 0].astype(np.int64)
-    zero_based = bool((sec == 0).any() or any(s == 0 or s == f for f, s, _ in darks))
-    dark_frames = tuple(DarkFrame(f, f + 1 if zero_based else s, t) for f, s, t in darks)
-    notes: list[str] = []
-    if n_local:
-        notes.append(f"{n_local} local-alignment lines ignored (patch alignment is not used)")
-    problems: list[str] = []
-    expected = raw_size[2] - len(darks) if raw_size is not None else n_views_12
-    if expected is not None and expected != len(rows):
-        problems.append(f"has {len(rows)} global alignment lines but its header announces {expected} views"
-                        + (f" (RawSize {raw_size[2]} minus {len(darks)} dark frames)" if raw_size else ""))
-    if n_local and n_local != n_patches * len(rows):
-        problems.append(f"has {n_local} local alignment lines, expected NumPatches {n_patches} x {len(rows)} views")
+    zero_based = bool((sec == 0).any() or any(sc == 0 or sc == f for f, sc, _ in s.darks))
+    dark_frames = tuple(DarkFrame(f, f + 1 if zero_based else sc, tilt) for f, sc, tilt in s.darks)
+    notes = [f"{s.n_local} local-alignment lines ignored (patch alignment is not used)"] if s.n_local else []
     kept = sec if zero_based else sec - 1
-    both = sorted(set(kept.tolist()) & {d.section - 1 for d in dark_frames})
-    if both:
-        problems.append(f"0-based section(s) {both[:5]} are listed both as aligned and as DarkFrame")
+    problems = s.problems(kept, dark_frames)
     if strict and problems:
         raise InputFileError(f"{problems[0]}; the file is truncated or edited, re-run AreTomo "
                              f"(or read it with strict=False)", p)
-    notes.extend(problems)
     return AretomoAlignment(
-        path=p, format=fmt, sec=sec, section=kept,
+        path=p, format=s.fmt, sec=sec, section=kept,
         rot=arr[:, 1], gmag=arr[:, 2], tx=arr[:, 3], ty=arr[:, 4], smean=arr[:, 5], sfit=arr[:, 6],
-        scale=arr[:, 7], base=arr[:, 8], tilt=arr[:, 9], raw_size=raw_size, n_patches=n_patches,
-        dark_frames=dark_frames, alpha_offset=alpha, beta_offset=beta, thickness=thickness,
-        n_local_lines=n_local, notes=tuple(notes),
+        scale=arr[:, 7], base=arr[:, 8], tilt=arr[:, 9], raw_size=s.raw_size, n_patches=s.n_patches,
+        dark_frames=dark_frames, alpha_offset=s.alpha, beta_offset=s.beta, thickness=s.thickness,
+        n_local_lines=s.n_local, notes=tuple(notes + problems),
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
@@ -168,14 +168,9 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def read_mdoc(
-    path: str | Path, *, exclude: Iterable[int] = (), dose_per_tilt: float | None = None
-) -> TiltSeriesMdoc:
-    """Read a SerialEM tilt-series ``.mdoc``; ``exclude`` lists ZValues to drop (0-based stack sections)."""
-    p = Path(path)
-    lines = read_text_lines(p, "SerialEM metadata file (.mdoc)")
-    z_lines = _lint(lines, p)
-    mdoc = _parse(lines, p)
+def _tilt_sections(mdoc: Mdoc, p: Path) -> tuple[list[Any], Callable[[Any, str], Any]]:
+    """The ``[ZValue]`` sections sorted by ZValue (a lone ``[FrameSet]`` as ZValue 0) and a getter that falls
+    back to the first FrameSet's value."""
     if mdoc.global_data.Montage or any(s.MontSection is not None for s in mdoc.section_data):
         raise InputFileError("is a montage .mdoc (Montage = 1); cryocare needs the .mdoc of a tilt series", p)
     frame_sets = [s for s in mdoc.section_data if s.FrameSet is not None]
@@ -184,87 +179,97 @@ def read_mdoc(
         sections = [frame_sets[0].model_copy(update={"ZValue": 0})]
     if not sections:
         raise InputFileError("has no [ZValue = ...] sections; is it a SerialEM tilt-series .mdoc?", p)
-    sections.sort(key=lambda s: s.ZValue)
     default = frame_sets[0] if frame_sets else None
 
     def get(s: Any, name: str) -> Any:
         value = getattr(s, name, None)
         return getattr(default, name, None) if value is None and default is not None else value
 
-    z = np.array([int(s.ZValue) for s in sections], dtype=np.int64)
-    for s in sections:
-        if get(s, "TiltAngle") is None:
-            raise InputFileError(f"line {z_lines.get(int(s.ZValue), 0)}: ZValue {s.ZValue} has no TiltAngle", p)
-    tilt = np.array([float(get(s, "TiltAngle")) for s in sections])
-    times = tuple(parse_serialem_datetime(get(s, "DateTime") or "") for s in sections)
-    if all(t is not None for t in times):
-        order = sorted(range(len(z)), key=lambda i: (times[i], z[i]))
-    else:
-        order = list(range(len(z)))
-    acq = np.empty(len(z), dtype=np.int64)
-    acq[order] = np.arange(len(z))
+    return sorted(sections, key=lambda s: s.ZValue), get
 
+
+def _doses(sections: list[Any], get: Callable[[Any, str], Any], dose_per_tilt: float | None,
+           order: list[int]) -> tuple[np.ndarray, np.ndarray, DoseSource]:
+    """Dose of each tilt and the dose before it, and where the dose came from."""
+    n = len(sections)
     exposure = [_num(get(s, "ExposureDose")) for s in sections]
     frames = [get(s, "FrameDosesAndNumbers") for s in sections]
     source: DoseSource
     if dose_per_tilt is not None:
-        dose, source = np.full(len(z), float(dose_per_tilt)), "dose_per_tilt"
+        dose, source = np.full(n, float(dose_per_tilt)), "dose_per_tilt"
     elif any(e for e in exposure):
         dose, source = np.array([e or 0.0 for e in exposure]), "ExposureDose"
     elif all(f for f in frames):
-        dose = np.array([sum(float(d) * int(n) for d, n in f) for f in frames])
-        source = "FrameDosesAndNumber"
+        dose, source = np.array([sum(float(d) * int(k) for d, k in f) for f in frames]), "FrameDosesAndNumber"
     else:
-        dose, source = np.zeros(len(z)), "unknown"
+        dose, source = np.zeros(n), "unknown"
     prior = [_num(get(s, "PriorRecordDose")) for s in sections]
-    if source != "dose_per_tilt" and all(v is not None for v in prior) and len(z) > 1:
-        pre = np.array(prior, dtype=np.float64)
-    else:
-        pre = np.zeros(len(z))
-        pre[order] = np.concatenate([[0.0], np.cumsum(dose[order])[:-1]])
+    if source != "dose_per_tilt" and all(v is not None for v in prior) and n > 1:
+        return dose, np.array(prior, dtype=np.float64), source
+    pre = np.zeros(n)
+    pre[order] = np.concatenate([[0.0], np.cumsum(dose[order])[:-1]])
+    return dose, pre, source
 
-    pixel = _num(mdoc.global_data.PixelSpacing) or _num(get(sections[0], "PixelSpacing"))
-    axis = None
-    for title in mdoc.titles:
+
+def _tilt_axis(titles: Iterable[str]) -> float | None:
+    for title in titles:
         m = re.search(r"Tilt axis angle\s*=\s*([-+]?\d+\.?\d*)", title)
         if m:
-            axis = float(m.group(1))
-            break
-    size = mdoc.global_data.ImageSize
-    result = TiltSeriesMdoc(
-        path=p, z_value=z, tilt_angle=tilt, acquisition_order=acq, dose=dose, pre_exposure=pre,
-        exposure_time=np.array([_num(get(s, "ExposureTime")) or np.nan for s in sections]),
-        num_sub_frames=np.array([int(get(s, "NumSubFrames") or 0) for s in sections], dtype=np.int64),
-        sub_frame_path=tuple(str(get(s, "SubFramePath")) if get(s, "SubFramePath") else None for s in sections),
-        datetime=times, dose_source=source, pixel_size=pixel, tilt_axis_angle=axis,
-        image_size=(int(size[0]), int(size[1])) if size else None,
-    )
-    drop = sorted({int(e) for e in exclude})
+            return float(m.group(1))
+    return None
+
+
+def _exclude(result: TiltSeriesMdoc, exclude: Iterable[int], p: Path) -> TiltSeriesMdoc:
+    z, drop = result.z_value, sorted({int(e) for e in exclude})
     unknown = [e for e in drop if e not in set(z.tolist())]
     if unknown:
         raise InputFileError(f"exclude list names ZValue(s) {unknown[:5]} but the file has ZValues "
                              f"{int(z.min())}..{int(z.max())}; exclude values are 0-based stack sections", p)
-    if drop:
-        keep = np.flatnonzero(~np.isin(z, drop))
-        if keep.size == 0:
-            raise InputFileError("the exclude list removes every view", p)
-        result = replace(result._take(keep), excluded_z=tuple(drop))
-    return result
+    if not drop:
+        return result
+    keep = np.flatnonzero(~np.isin(z, drop))
+    if keep.size == 0:
+        raise InputFileError("the exclude list removes every view", p)
+    return replace(result._take(keep), excluded_z=tuple(drop))
 
 
-def write_mdoc(
-    path: str | Path,
-    angles: Sequence[float] | np.ndarray,
-    z_values: Sequence[int] | np.ndarray,
-    doses: Sequence[float] | np.ndarray,
-    pixel_size: float,
-    datetimes: Sequence[datetime] | None,
-    sub_frame_paths: Sequence[str] | None = None,
-    *,
-    tilt_axis_angle: float | None = None,
-    image_file: str | None = None,
-    overwrite: bool = False,
-) -> Path:
+def read_mdoc(
+    path: str | Path, *, exclude: Iterable[int] = (), dose_per_tilt: float | None = None
+) -> TiltSeriesMdoc:
+    """Read a SerialEM tilt-series ``.mdoc``; ``exclude`` lists ZValues to drop (0-based stack sections)."""
+    p = Path(path)
+    lines = read_text_lines(p, "SerialEM metadata file (.mdoc)")
+    z_lines = _lint(lines, p)
+    mdoc = _parse(lines, p)
+    sections, get = _tilt_sections(mdoc, p)
+    z = np.array([int(s.ZValue) for s in sections], dtype=np.int64)
+    for s in sections:
+        if get(s, "TiltAngle") is None:
+            raise InputFileError(f"line {z_lines.get(int(s.ZValue), 0)}: ZValue {s.ZValue} has no TiltAngle", p)
+    times = tuple(parse_serialem_datetime(get(s, "DateTime") or "") for s in sections)
+    timed = all(t is not None for t in times)
+    order = sorted(range(len(z)), key=lambda i: (times[i], z[i])) if timed else list(range(len(z)))
+    acq = np.empty(len(z), dtype=np.int64)
+    acq[order] = np.arange(len(z))
+    dose, pre, source = _doses(sections, get, dose_per_tilt, order)
+    size = mdoc.global_data.ImageSize
+    result = TiltSeriesMdoc(
+        path=p, z_value=z, tilt_angle=np.array([float(get(s, "TiltAngle")) for s in sections]),
+        acquisition_order=acq, dose=dose, pre_exposure=pre,
+        exposure_time=np.array([_num(get(s, "ExposureTime")) or np.nan for s in sections]),
+        num_sub_frames=np.array([int(get(s, "NumSubFrames") or 0) for s in sections], dtype=np.int64),
+        sub_frame_path=tuple(str(get(s, "SubFramePath")) if get(s, "SubFramePath") else None for s in sections),
+        datetime=times, dose_source=source, tilt_axis_angle=_tilt_axis(mdoc.titles),
+        pixel_size=_num(mdoc.global_data.PixelSpacing) or _num(get(sections[0], "PixelSpacing")),
+        image_size=(int(size[0]), int(size[1])) if size else None,
+    )
+    return _exclude(result, exclude, p)
+
+
+def write_mdoc(path: str | Path, angles: Sequence[float] | np.ndarray, z_values: Sequence[int] | np.ndarray,
+               doses: Sequence[float] | np.ndarray, pixel_size: float, datetimes: Sequence[datetime] | None,
+               sub_frame_paths: Sequence[str] | None = None, *, tilt_axis_angle: float | None = None,
+               image_file: str | None = None, overwrite: bool = False) -> Path:
     """Write a SerialEM-style tilt-series ``.mdoc`` (readable by :func:`read_mdoc`, ``mdocfile`` and IMOD)."""
     n = len(angles)
     for name, seq in (("z_values", z_values), ("doses", doses), ("datetimes", datetimes),

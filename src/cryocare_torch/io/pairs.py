@@ -5,8 +5,9 @@ Supported layouts (:func:`find_pairs`):
 * a folder with ``even/`` and ``odd/`` sub-folders holding identically named files (Warp);
 * a folder of files whose names carry a half marker: ``*_EVN_Vol.mrc``/``*_ODD_Vol.mrc`` and
   ``*_EVN.mrc``/``*_ODD.mrc`` (AreTomo3), ``*_even.mrc``/``*_odd.mrc``, ``*_half1.mrc``/``*_half2.mrc``.
-  The marker is a whole word (separated by ``_``, ``-``, ``.`` or the ends, any case); when a name has
-  several, the last one counts. Everything else in the name, and the extension, must match exactly;
+  The markers are :data:`cryocare_torch.io.halves.EVEN_MARKERS` / ``ODD_MARKERS``, whole words (separated
+  by ``_``, ``-``, ``.`` or the ends, any case); when a name has several, the last one counts.
+  Everything else in the name, and the extension, must match exactly;
 * a RELION 5 ``tomograms.star`` (``rlnTomoReconstructedTomogramHalf1/2``);
 * a list file: ``even odd`` or ``name even odd`` per line (whitespace, tab or comma separated,
   ``#`` comments, an optional ``even odd`` header), paths relative to the list file;
@@ -18,20 +19,17 @@ for one half, a file used twice, two pairs with the same name, or no pair at all
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, InputFileError
+from ..errors import InputFileError
+from .halves import split_half_marker
 from .imod import read_text_lines
-from .mrc import VolumeMeta, read_meta
 from .star import read_tomograms_star
 
 VOLUME_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs")
-_MARKER = re.compile(r"(?<![A-Za-z0-9])(even|evn|odd|half[_-]?1|half[_-]?2)(?![A-Za-z0-9])", re.IGNORECASE)
 _LAYOUTS = ("even/ and odd/ folders, *_EVN_Vol.mrc + *_ODD_Vol.mrc, *_even.mrc + *_odd.mrc, "
             "*_half1.mrc + *_half2.mrc, a RELION tomograms.star or a list file of 'even odd' lines")
 
@@ -47,29 +45,6 @@ class PairSpec:
 
 def _is_volume(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in VOLUME_SUFFIXES and not p.name.startswith(".")
-
-
-def split_half_marker(path: Path) -> tuple[str, str, str] | None:
-    """``(key, half, name)`` for a file name with a half marker, else None.
-
-    ``half`` is ``"even"`` or ``"odd"``; ``key`` is what the partner must share; ``name`` is the
-    file stem without the marker.
-    """
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    matches = list(_MARKER.finditer(stem))
-    if not matches:
-        return None
-    m = matches[-1]
-    word = m.group(1).lower().replace("_", "").replace("-", "")
-    family = "half" if word.startswith("half") else "eo"
-    half = "even" if word in ("even", "evn", "half1") else "odd"
-    a, b = m.start(), m.end()
-    if a > 0 and stem[a - 1] in "_-.":
-        a -= 1
-    elif b < len(stem) and stem[b] in "_-.":
-        b += 1
-    key = f"{family}:{stem[: m.start()]}\0{stem[m.end():]}{path.suffix.lower()}"
-    return key, half, stem[:a] + stem[b:]
 
 
 def _check_unique(pairs: list[PairSpec], where: Path) -> list[PairSpec]:
@@ -219,38 +194,3 @@ def find_pairs(
         return _check_unique(_pair_folders(subdirs["even"], subdirs["odd"]), src)
     files = [p for p in src.iterdir() if _is_volume(p)]
     return _check_unique(_pair_by_marker(files, src), src)
-
-
-def check_pair_compatible(even: str | Path, odd: str | Path) -> VolumeMeta:
-    """Raise DataError unless both halves have the same shape and voxel size; returns the even half's meta."""
-    me, mo = read_meta(even), read_meta(odd)
-    if me.shape != mo.shape:
-        raise DataError(f"even half {even} has shape {me.shape} but odd half {odd} has {mo.shape}; "
-                        f"both halves must come from the same reconstruction")
-    pairs = zip(me.voxel_size, mo.voxel_size, strict=True)
-    if any(abs(a - b) > 1e-3 * max(abs(a), abs(b), 1e-6) for a, b in pairs):
-        raise DataError(f"even half {even} has voxel size {me.voxel_size} A but odd half {odd} has "
-                        f"{mo.voxel_size} A; both halves must come from the same reconstruction")
-    return me
-
-
-def validate_pairs(pairs: Sequence[tuple[str | Path, str | Path]]) -> list[tuple[Path, Path]]:
-    """Check every pair before any long work: files readable, halves of equal shape and voxel size."""
-    if not pairs:
-        raise ConfigError("no even/odd pairs given; pass --even E.mrc --odd O.mrc")
-    out = []
-    for even, odd in pairs:
-        e, o = Path(even), Path(odd)
-        if e.resolve() == o.resolve():
-            raise DataError(f"even and odd are the same file ({e}); give the two independent halves", e)
-        me, mo = read_meta(e), read_meta(o)
-        if me.shape != mo.shape:
-            raise DataError(f"halves differ in shape: {e} is {me.shape}, {o} is {mo.shape}; pair the right files")
-        if me.has_voxel_size and mo.has_voxel_size and any(
-            abs(a - b) > 1e-3 * max(a, b) for a, b in zip(me.voxel_size, mo.voxel_size, strict=True)
-        ):
-            raise DataError(
-                f"halves differ in voxel size: {e} has {me.voxel_size[0]:.3f} A, {o} has {mo.voxel_size[0]:.3f} A"
-            )
-        out.append((e, o))
-    return out

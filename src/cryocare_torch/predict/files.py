@@ -8,7 +8,7 @@ failure at any point leaves nothing at the output paths.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..config import PredictConfig
 from ..errors import CheckpointError, DataError
 from ..io.atomic import check_output
+from ..io.halves import check_halves, header_voxel
 from ..io.mrc import HEADER_BYTES, VolumeMeta, VolumeWriter, open_memmap, read_meta, read_slab
 from ..runtime import describe, resolve_device, resolve_dtype, set_threads
 from ..train.checkpoint import load_checkpoint
@@ -92,16 +93,7 @@ def _load(checkpoint: Any) -> Any:
 
 def _check_pair(even: Path, odd: Path) -> VolumeMeta:
     me, mo = read_meta(even), read_meta(odd)
-    if me.shape != mo.shape:
-        raise DataError(
-            f"the halves differ in shape: {even} is {me.shape}, {odd} is {mo.shape}; "
-            "give the even and odd reconstructions of the same tomogram/image"
-        )
-    if me.has_voxel_size and mo.has_voxel_size and not np.allclose(me.voxel_size, mo.voxel_size, rtol=1e-3):
-        raise DataError(
-            f"the halves differ in voxel size: {even} has {me.voxel_size}, {odd} has {mo.voxel_size} Angstrom; "
-            "reconstruct both halves with the same binning or fix the header"
-        )
+    check_halves(even, odd, me.shape, mo.shape, header_voxel(me), header_voxel(mo))
     if not me.has_voxel_size and mo.has_voxel_size:  # as training: a header without a voxel size does not conflict
         return replace(me, voxel_size=mo.voxel_size)
     return me
@@ -111,6 +103,70 @@ def _warn_voxel_size(meta: VolumeMeta, even: Path, odd: Path, log: Log) -> None:
     if not meta.has_voxel_size:
         log(f"warning: {even} and {odd} have no voxel size in their headers; the restored tomogram has none "
             "either (the restoration does not need it; set it afterwards, e.g. IMOD 'alterheader -del')")
+
+
+def _normalization(cfg: PredictConfig, ck: Any, even: Path, odd: Path, meta: VolumeMeta) -> tuple[float, float, str]:
+    """``(mean, std, where from)``: the checkpoint's training statistics or this pair's."""
+    if cfg.normalization != "checkpoint":
+        mean, std = file_stats([even, odd], meta)
+        return mean, std, "this pair"
+    try:
+        return float(ck.normalization["mean"]), float(ck.normalization["std"]), "training data"
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError("the checkpoint has no normalisation statistics; use normalization=input") from None
+
+
+def _tile_plan(model: torch.nn.Module, cfg: PredictConfig, device: torch.device, dtype: torch.dtype,
+               shape3: tuple[int, ...], nd: int, m: int, log: Log) -> TilePlan:
+    spatial = shape3 if nd == 3 else shape3[1:]
+    plan = choose_tiling(
+        spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
+        slab_bytes_per_z=slab_bytes_per_section(shape3, 2 if cfg.write_halves else 1),
+        host_budget_bytes=None if device.type == "cpu" else int(cfg.memory_budget_gb * 2**30),
+        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size, min_overlap=model_halo(model),
+    )
+    if plan.over_budget:
+        log(f"warning: even {plan.tile}-voxel tiles need more than --memory-budget {cfg.memory_budget_gb} GB "
+            f"for sections of {shape3[1]}x{shape3[2]}; continuing with them")
+    return plan
+
+
+def _section_reader(even: Path, odd: Path, meta: VolumeMeta, shape3: tuple[int, ...], mean: float,
+                    std: float) -> Callable[[int, int], list[torch.Tensor]]:
+    """Sections ``z0:z1`` of both halves, normalised; NaN/inf refused (the statistics only sample the data)."""
+
+    def read(z0: int, z1: int) -> list[torch.Tensor]:
+        out = []
+        for p in (even, odd):
+            t = torch.from_numpy(read_section(p, meta, z0, z1))
+            if not bool(torch.isfinite(t).all()):  # never write NaN blobs
+                raise DataError(f"sections {z0}-{min(z1, shape3[0]) - 1} contain NaN or infinite values; fix or "
+                                "crop the input", p)
+            out.append(t.sub_(mean).div_(std))
+        return out
+
+    return read
+
+
+def _slab_writer(writers: list[VolumeWriter], shape3: tuple[int, ...], mean: float,
+                 std: float) -> Callable[[int, Sequence[torch.Tensor]], None]:
+    """Finished rows back to data units, written a few sections at a time (the writer's float64 statistics stay
+    small): the average, and with three writers the two restored halves too."""
+
+    def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
+        for x in parts:  # in place: these accumulator rows are finished
+            x.mul_(std).add_(mean)
+        step = max(1, _IO_CHUNK_VOXELS // (shape3[1] * shape3[2]))
+        for k in range(0, parts[0].shape[0], step):
+            chunk = [x[k : k + step] for x in parts]
+            if len(chunk) == 1:
+                writers[0].write_slab(z0 + k, chunk[0].numpy())
+                continue
+            writers[0].write_slab(z0 + k, (0.5 * (chunk[0] + chunk[1])).numpy())
+            writers[1].write_slab(z0 + k, chunk[0].numpy())
+            writers[2].write_slab(z0 + k, chunk[1].numpy())
+
+    return write
 
 
 def predict_files(
@@ -142,24 +198,14 @@ def predict_files(
     nbytes = int(np.prod(shape3)) * 4 + HEADER_BYTES
     for i, out in enumerate(outputs):
         check_output(out, overwrite=overwrite, inputs=inputs, nbytes=nbytes * (len(outputs) if i == 0 else 1))
-
     ck = _load(checkpoint)
     nd = int(ck.ndim)
     if nd == 3 and meta.ndim == 2:
         raise DataError(f"{even} is a 2D image but the checkpoint is a 3D model; use a model trained on 2D data")
     if nd == 2 and meta.ndim == 3:
         log(f"applying the 2D model to each of the {meta.shape[0]} sections of {even.name}")
-
     # everything that can refuse the data comes before the first log line
-    if cfg.normalization == "checkpoint":
-        try:
-            mean, std = float(ck.normalization["mean"]), float(ck.normalization["std"])
-        except (KeyError, TypeError, AttributeError):
-            raise CheckpointError("the checkpoint has no normalisation statistics; use normalization=input") from None
-        source = "training data"
-    else:
-        mean, std = file_stats([even, odd], meta)
-        source = "this pair"
+    mean, std, source = _normalization(cfg, ck, even, odd, meta)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.precision, device)
     set_threads(cfg.num_threads)
@@ -167,28 +213,9 @@ def predict_files(
     log(describe(device, dtype))
     model = ck.model.to(device).eval()
     log(f"normalising with mean {mean:.6g}, std {std:.6g} ({source})")
-
     m = size_multiple(model)
-    spatial = shape3 if nd == 3 else shape3[1:]
-    plan = choose_tiling(
-        spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
-        slab_bytes_per_z=slab_bytes_per_section(shape3, 2 if cfg.write_halves else 1),
-        host_budget_bytes=None if device.type == "cpu" else int(cfg.memory_budget_gb * 2**30),
-        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size, min_overlap=model_halo(model),
-    )
-    if plan.over_budget:
-        log(f"warning: even {plan.tile}-voxel tiles need more than --memory-budget {cfg.memory_budget_gb} GB "
-            f"for sections of {shape3[1]}x{shape3[2]}; continuing with them")
-
-    def read(z0: int, z1: int) -> list[torch.Tensor]:
-        out = []
-        for p in (even, odd):
-            t = torch.from_numpy(read_section(p, meta, z0, z1))
-            if not bool(torch.isfinite(t).all()):  # the statistics only sample the data; never write NaN blobs
-                raise DataError(f"sections {z0}-{min(z1, shape3[0]) - 1} contain NaN or infinite values; fix or "
-                                "crop the input", p)
-            out.append(t.sub_(mean).div_(std))
-        return out
+    plan = _tile_plan(model, cfg, device, dtype, shape3, nd, m, log)
+    read = _section_reader(even, odd, meta, shape3, mean, std)
 
     def attempt(p: TilePlan) -> None:
         grid = build_grid(shape3, nd, p, m)
@@ -201,23 +228,8 @@ def predict_files(
                                                         label=_LABEL)) for o in outputs]
             bar = stack.enter_context(tqdm(total=2 * grid.n_tiles, unit="tile", disable=not progress,
                                            desc=output.name, leave=False))
-
-            def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
-                # in place (these accumulator rows are finished) and a few sections at a time, so
-                # the writer's float64 statistics stay small
-                for x in parts:
-                    x.mul_(std).add_(mean)
-                step = max(1, _IO_CHUNK_VOXELS // (shape3[1] * shape3[2]))
-                for k in range(0, parts[0].shape[0], step):
-                    chunk = [x[k : k + step] for x in parts]
-                    if len(chunk) == 1:
-                        writers[0].write_slab(z0 + k, chunk[0].numpy())
-                        continue
-                    writers[0].write_slab(z0 + k, (0.5 * (chunk[0] + chunk[1])).numpy())
-                    writers[1].write_slab(z0 + k, chunk[0].numpy())
-                    writers[2].write_slab(z0 + k, chunk[1].numpy())
-
-            run_tiled(fwd, grid, read, write, n_inputs=2, average=not cfg.write_halves, progress=bar.update)
+            run_tiled(fwd, grid, read, _slab_writer(writers, shape3, mean, std), n_inputs=2,
+                      average=not cfg.write_halves, progress=bar.update)
 
     run_with_retry(attempt, plan, m, log)
     log(f"wrote {output}" + (f" and its restored halves {outputs[1].name}, {outputs[2].name}" if cfg.write_halves

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..io.atomic import check_output
-from ..io.pairs import PairSpec, check_pair_compatible, find_pairs
+from ..io.halves import check_pair_compatible
+from ..io.pairs import PairSpec, find_pairs
 from .pipeline import write_pair_list
 
 

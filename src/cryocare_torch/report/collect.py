@@ -6,8 +6,9 @@ the ``data/`` and ``model/`` of ``cryocare demo``) and sorts what it finds by na
 * ``metrics.json`` written by ``cryocare evaluate`` -> the report shows that evaluation;
 * otherwise tomograms (MRC volumes; image stacks such as tilt series are ignored): ``*label*`` ->
   labels, ``*clean*`` (else ``*truth*``, but not ``truth_density``) -> truth, ``*restored*`` /
-  ``*denoised*`` -> restored (its ``_even``/``_odd`` halves are recognised as such), ``*even*`` /
-  ``*evn*`` / ``*half1*`` -> even, ``*odd*`` / ``*half2*`` -> odd; ``*decoration*`` / ``*centre*`` /
+  ``*denoised*`` -> restored (its ``_even``/``_odd`` halves are recognised as such), a name with an even
+  or odd half marker (:mod:`cryocare_torch.io.halves`: ``even``, ``evn``, ``half1``, ``half-1``...) -> even
+  or odd; ``*decoration*`` / ``*centre*`` /
   ``*center*`` CSV files -> object centres; a folder holding ``history.json`` or ``best.pt`` -> model;
   ``demo.json`` -> the demo's configuration and timing. An evaluation is then run in a temporary folder.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputFileError
+from ..io.halves import half_of
 from ..io.mrc import read_meta
 from .evaluation import FORMAT
 from .inputs import RunInputs
@@ -59,11 +61,7 @@ def mrc_role(path: Path) -> str | None:
         return "truth"
     if "restored" in stem or "denoised" in stem:
         return "restored_half" if tokens & {"even", "odd"} and re.search(r"_(even|odd)$", stem) else "restored"
-    if tokens & {"even", "evn", "half1"}:
-        return "even"
-    if tokens & {"odd", "half2"}:
-        return "odd"
-    return None
+    return half_of(path)
 
 
 def _is_volume(path: Path) -> bool:

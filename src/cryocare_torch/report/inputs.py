@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, InputFileError
+from ..io.halves import validate_pairs
 from ..io.mrc import VolumeMeta, open_memmap, read_meta
-from ..io.pairs import validate_pairs
 from ..patches import pair_statistics
 
 

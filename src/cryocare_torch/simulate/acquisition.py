@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 from ..config import SimulateConfig
 from ..errors import ConfigError
+from ..fourier import fourier_shift
 from ..tomo.projector import project
-from .ctf import ctf_2d, exposure_filter, fourier_shift, frequency_grid, interaction_constant
+from .ctf import ctf_2d, exposure_filter, frequency_grid, interaction_constant
 from .phantom import Phantom
 
 FILTER_MARGIN = 16
@@ -197,7 +198,7 @@ def simulate_tilt_series(
         transfer = 2.0 * ctf[None] * exposure_filter(k, exposures)
         g = torch.fft.irfft2(spec[None] * transfer, s=phase.shape[-2:]).float()
         if bool(frame_drift[i].any()):
-            g = fourier_shift(g, frame_drift[i])
+            g = fourier_shift(g, frame_drift[i], precision=torch.float64).to(g.dtype)
         lam = (n0 * float(t_zl[i])) * torch.exp(-g[:, py : py + h, x0 : x0 + w])
         counts = torch.poisson(lam, generator=gen)
         clean[i] = lam.sum(0)

@@ -105,24 +105,3 @@ def exposure_filter(k: torch.Tensor, exposure: float | torch.Tensor) -> torch.Te
     if n.ndim:
         n = n.reshape(-1, *([1] * k.ndim))
     return torch.exp(-n / (2.0 * ne))
-
-
-def apply_transfer(images: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-    """Multiply the rfft2 of ``images`` (..., h, w) by ``transfer`` (broadcastable to (..., h, w//2+1)).
-
-    Periodic boundaries: pad the images first where wrap-around matters.
-    """
-    h, w = images.shape[-2:]
-    spec = torch.fft.rfft2(images.to(torch.float32))
-    return torch.fft.irfft2(spec * transfer.to(spec.real.dtype), s=(h, w))
-
-
-def fourier_shift(images: torch.Tensor, shift_yx: torch.Tensor) -> torch.Tensor:
-    """Shift images (..., h, w) by sub-pixel ``shift_yx`` (..., 2) pixels (periodic, Fourier phase ramp)."""
-    h, w = images.shape[-2:]
-    ky = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
-    kx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
-    s = shift_yx.to(torch.float64)
-    phase = -2j * math.pi * (s[..., 0, None, None] * ky + s[..., 1, None, None] * kx)
-    spec = torch.fft.rfft2(images.to(torch.float64)) * torch.exp(phase)
-    return torch.fft.irfft2(spec, s=(h, w)).to(images.dtype)

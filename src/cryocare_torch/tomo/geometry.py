@@ -179,17 +179,3 @@ def sparse_rows(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         return torch.sparse_csr_tensor(crow, cols, vals, (cnt.numel(), int(n_cols)), device=device)
-
-
-def masked_rows(cols: Tensor, vals: Tensor, valid: Tensor, *, sort: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """``(counts, cols, vals)`` of the valid entries of ``(R, K)`` arrays, row-major (see :func:`sparse_rows`).
-
-    With ``sort`` the columns of each row are sorted first (invalid entries must then be distinct or masked).
-    """
-    if sort:
-        key = torch.where(valid, cols, torch.iinfo(torch.int64).max)
-        key, perm = torch.sort(key, dim=1)
-        vals = torch.gather(vals, 1, perm)
-        valid = torch.gather(valid, 1, perm)
-        cols = key
-    return valid.sum(dim=1), cols[valid], vals[valid]

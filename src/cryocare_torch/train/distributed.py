@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError, DeviceError
-from ..runtime import resolve_device, set_threads
+from ..runtime import resolve_device, set_threads, torchrun_device, torchrun_env
 
 
 class Ranks:
@@ -131,40 +131,16 @@ class Ranks:
 
 def is_main_process() -> bool:
     """False in the torchrun processes other than rank 0 (which should print nothing)."""
-    return _env_int("RANK", 0) == 0 or _env_int("WORLD_SIZE", 1) <= 1
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
+    return torchrun_env().rank == 0
 
 
 def from_env(device_name: str) -> Ranks:
     """The :class:`Ranks` described by torchrun's environment, without joining a process group yet."""
-    world = _env_int("WORLD_SIZE", 1)
-    if world <= 1:
+    env = torchrun_env()
+    if env.world <= 1:
         return Ranks(resolve_device(device_name))
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    local_world = _env_int("LOCAL_WORLD_SIZE", world)
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        if device.index is not None:
-            raise ConfigError(
-                f"train.device {device_name!r} names one GPU, but under torchrun each process uses cuda:LOCAL_RANK; "
-                "use --device cuda or auto"
-            )
-        if local_rank >= torch.cuda.device_count():
-            raise DeviceError(
-                f"torchrun process with LOCAL_RANK {local_rank} needs GPU {local_rank} but only "
-                f"{torch.cuda.device_count()} GPU(s) exist; lower --nproc-per-node"
-            )
-        device = torch.device("cuda", local_rank)
-    return Ranks(device, world, rank, local_rank, local_world)
+    device = torchrun_device(device_name, env.local_rank, "train.device")
+    return Ranks(device, env.world, env.rank, env.local_rank, env.local_world)
 
 
 def preflight(device_name: str, batch_size: int) -> torch.device:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..io.halves import check_distinct_files, check_halves
 from ..io.mrc import open_memmap, read_meta
 
 Source = str | Path | np.ndarray
@@ -33,9 +34,8 @@ def _open(src: Source) -> tuple[np.ndarray, tuple[float, float, float] | None, b
 
 def open_pair(even: Source, odd: Source, index: int = 0) -> OpenedPair:
     """Open one pair; halves must have the same shape and voxel size (:class:`DataError` otherwise)."""
-    if (not isinstance(even, np.ndarray) and not isinstance(odd, np.ndarray)
-            and Path(even).resolve() == Path(odd).resolve()):
-        raise DataError(f"even and odd are the same file ({even}); give the two independent halves")
+    if not isinstance(even, np.ndarray) and not isinstance(odd, np.ndarray):
+        check_distinct_files(even, odd)
     e, ve, stack, ne = _open(even)
     o, vo, _, no = _open(odd)
     if ne == "array" and no == "array":
@@ -44,12 +44,7 @@ def open_pair(even: Source, odd: Source, index: int = 0) -> OpenedPair:
         name = ne if ne != "array" else no
     if e.ndim not in (2, 3):
         raise DataError(f"{ne}: expected a 2D image or a 3D volume, got shape {e.shape}")
-    if e.shape != o.shape:
-        raise DataError(f"halves differ in shape: {ne} is {e.shape}, {no} is {o.shape}; pair the right files")
-    if ve is not None and vo is not None and any(
-        abs(a - b) > 1e-3 * max(a, b) for a, b in zip(ve, vo, strict=True)
-    ):
-        raise DataError(f"halves differ in voxel size: {ne} has {ve[0]:.3f} A, {no} has {vo[0]:.3f} A")
+    check_halves(ne, no, e.shape, o.shape, ve, vo)
     if not (np.issubdtype(e.dtype, np.number) and np.issubdtype(o.dtype, np.number)):
         raise DataError(f"{name}: data must be numeric, got {e.dtype} and {o.dtype}")
     ndim = 3 if e.ndim == 3 and not stack else 2

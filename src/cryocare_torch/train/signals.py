@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 from collections.abc import Iterator
 from typing import Any
+
+from ..interrupts import signal_handlers
 
 
 class StopRequest:
@@ -19,20 +19,11 @@ class StopRequest:
 def stop_requests() -> Iterator[StopRequest]:
     """While training: the first SIGINT/SIGTERM asks for a clean stop, a second one interrupts at once."""
     stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
 
     def handler(signum: int, frame: Any) -> None:
         if stop.signum:
             raise KeyboardInterrupt
         stop.signum = signum
 
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in old:
-        signal.signal(s, handler)
-    try:
+    with signal_handlers(sigint=handler, sigterm=handler):
         yield stop
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

@@ -6,37 +6,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..config import CryocareConfig
 from ..errors import ConfigError
 from ..io.atomic import check_output
+from ..io.halves import pair_stem, validate_pairs
 from ..io.mrc import read_meta
-from ..io.pairs import validate_pairs
 from ..predict import predict_files
 from ..train import train as _train
 
 PathLike = str | Path
 Pair = tuple[PathLike, PathLike]
-
-_HALF_TOKENS = re.compile(r"([_.-]?(even|odd|evn|half1|half2|half_1|half_2))$", re.IGNORECASE)
-
-
-def pair_stem(even: PathLike) -> str:
-    """A name for a pair from its even file: ``TS_01_EVN_Vol.mrc`` -> ``TS_01_Vol``, ``a_even.mrc`` -> ``a``."""
-    stem = Path(even).name
-    for ext in (".mrc", ".rec", ".st", ".ali", ".map", ".mrcs"):
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
-            break
-    stem = re.sub(r"_(EVN|even|half1)_", "_", stem, flags=re.IGNORECASE)
-    stem = _HALF_TOKENS.sub("", stem)
-    if stem in ("", "even"):
-        stem = Path(even).parent.name or "tomogram"
-    return stem
-
 
 def output_paths(pairs: Sequence[tuple[Path, Path]], output: PathLike | Sequence[PathLike]) -> list[Path]:
     """One output per pair: a list of the same length, a file for a single pair, else a folder."""

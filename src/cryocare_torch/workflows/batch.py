@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import json
-import math
 import os
 import sys
 import time
@@ -25,10 +24,12 @@ from typing import Any
 from ..config import CryocareConfig, config_to_dict
 from ..errors import CheckpointError, ConfigError, CryocareError, InputFileError, OutputError
 from ..io.atomic import PARTIAL_SUFFIX, atomic_write_json
+from ..io.halves import split_half_marker, validate_pairs
 from ..io.mrc import read_meta
-from ..io.pairs import VOLUME_SUFFIXES, find_pairs, split_half_marker, validate_pairs
+from ..io.pairs import VOLUME_SUFFIXES, find_pairs
 from ..logs import Log
 from . import api
+from .batch_state import ItemResult, ItemStatus, OutputState, output_state
 
 MANIFEST_FORMAT = "cryocare-batch-manifest"
 MANIFEST_VERSION = 1
@@ -124,22 +125,6 @@ def resolve_batch(sources: Sequence[str | Path], output_dir: str | Path, suffix:
     return items
 
 
-def output_state(output: Path, shape: tuple[int, ...]) -> str:
-    """``missing``, ``complete`` (valid float32 MRC of ``shape``, exact size) or ``incomplete: <why>``."""
-    if not output.exists():
-        return "missing"
-    try:
-        meta = read_meta(output)
-    except CryocareError as exc:
-        return f"incomplete: {str(exc).split(': ', 1)[-1]}"
-    if tuple(meta.shape) != tuple(shape):
-        return f"incomplete: shape {meta.shape} differs from the input's {tuple(shape)}"
-    size, want = output.stat().st_size, meta.data_offset + 4 * math.prod(shape)
-    if meta.mode != 2 or size != want:
-        return f"incomplete: mode {meta.mode}, {size} bytes (expected float32, {want} bytes)"
-    return "complete"
-
-
 def _shape(item: BatchItem) -> tuple[int, ...]:
     return tuple(read_meta(item.even).shape)
 
@@ -155,11 +140,11 @@ def build_manifest(items: Sequence[BatchItem], model: str | Path, config: Cryoca
     validate_pairs([(i.even, i.odd) for i in items])
     todo, skipped = [], []
     for item in items:
-        state = "missing" if overwrite else output_state(item.output, _shape(item))
-        if state == "complete":
+        state = OutputState("missing") if overwrite else output_state(item.output, _shape(item))
+        if state.complete:
             skipped.append(item)
             continue
-        if state.startswith("incomplete") and log:
+        if state.kind == "incomplete" and log:
             log(f"{item.name}: existing {item.output} is {state}; it will be redone")
         todo.append(item)
     return Manifest(model, config, todo, skipped, overwrite)
@@ -213,17 +198,17 @@ def _remove_stale_partials(output: Path, log: Log | None, max_age_s: float = STA
             pass
 
 
-def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> str:
-    """Restore item ``index``; returns ``skipped`` (output already complete) or ``done``."""
+def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> ItemStatus:
+    """Restore item ``index``; returns SKIPPED (output already complete) or DONE."""
     if not 0 <= index < len(manifest.items):
         raise ConfigError(f"--index {index} is out of range: the manifest has {len(manifest.items)} items "
                           f"(0-{len(manifest.items) - 1})", manifest.path)
     item = manifest.items[index]
     state = output_state(item.output, _shape(item))
-    if state == "complete" and not manifest.overwrite:
+    if state.complete and not manifest.overwrite:
         if log:
             log(f"{item.name}: {item.output} is already complete; skipped")
-        return "skipped"
+        return ItemStatus.SKIPPED
     _remove_stale_partials(item.output, log)
     config = manifest.config.model_copy(deep=True)
     cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
@@ -231,27 +216,28 @@ def run_item(manifest: Manifest, index: int, *, log: Log | None = None) -> str:
         config.predict.num_threads = int(cpus)
     item.output.parent.mkdir(parents=True, exist_ok=True)
     api.predict(manifest.model, item.even, item.odd, item.output, config,
-                overwrite=manifest.overwrite or state != "missing", progress=sys.stderr.isatty(), log=log)
-    return "done"
+                overwrite=manifest.overwrite or state.kind != "missing", progress=sys.stderr.isatty(), log=log)
+    return ItemStatus.DONE
 
 
-def run_all(manifest: Manifest, *, log: Log | None = None, indices: Sequence[int] | None = None) -> dict[str, str]:
-    """Run every item (or those at ``indices``) in turn: ``{name: done|skipped|failed: why}``; after a
-    failure the others still run, then the first failure's error type is raised."""
-    results: dict[str, str] = {}
+def run_all(manifest: Manifest, *, log: Log | None = None,
+            indices: Sequence[int] | None = None) -> dict[str, ItemResult]:
+    """Run every item (or those at ``indices``) in turn: ``{name: result}``; after a failure the others still
+    run, then the first failure's error type is raised."""
+    results: dict[str, ItemResult] = {}
     first: CryocareError | None = None
     order = range(len(manifest.items)) if indices is None else list(indices)
     for k, i in enumerate(order):
         item = manifest.items[i]
         t0 = time.perf_counter()
         try:
-            results[item.name] = run_item(manifest, i, log=log)
+            results[item.name] = ItemResult(run_item(manifest, i, log=log))
         except CryocareError as exc:
-            results[item.name] = f"failed: {exc}"
+            results[item.name] = ItemResult(ItemStatus.FAILED, str(exc))
             first = first or exc
         if log:
             log(f"[{k + 1}/{len(order)}] {item.name}: {results[item.name]} ({time.perf_counter() - t0:.1f} s)")
-    failed = [n for n, r in results.items() if r.startswith("failed")]
+    failed = [n for n, r in results.items() if r.status is ItemStatus.FAILED]
     if first is not None:
         raise type(first)(f"{len(failed)} of {len(results)} items failed (first: {failed[0]}: {first}); "
                           "fix them and rerun the same command (complete outputs are skipped)")

@@ -28,8 +28,9 @@ from ..config import CryocareConfig
 from ..errors import ConfigError, CryocareError, DeviceError
 from ..io.mrc import read_meta
 from ..logs import Log
-from ..runtime import resolve_device
-from .batch import BatchItem, Manifest, output_state
+from ..runtime import resolve_device, torchrun_device, torchrun_env
+from .batch import BatchItem, Manifest
+from .batch_state import output_state
 
 
 class WorkerError(CryocareError):
@@ -70,24 +71,10 @@ def parse_shard(text: str) -> Shard:
     return Shard(int(rank), int(world))
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    if not value.lstrip("-").isdigit():
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer (set by torchrun)")
-    return int(value)
-
-
 def from_torchrun() -> Shard | None:
     """The shard described by torchrun's environment; None for a single process (``WORLD_SIZE`` <= 1)."""
-    world = _env_int("WORLD_SIZE", 1)
-    if world <= 1:
-        return None
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if not 0 <= rank < world:
-        raise ConfigError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world}); start it with torchrun")
-    return Shard(rank, world, local_rank, _env_int("LOCAL_WORLD_SIZE", world))
+    env = torchrun_env()
+    return None if env.world <= 1 else Shard(env.rank, env.world, env.local_rank, env.local_world)
 
 
 def _cores() -> int:
@@ -105,21 +92,8 @@ def worker_threads(requested: int | None, processes_here: int) -> int:
 def process_config(config: CryocareConfig, shard: Shard) -> CryocareConfig:
     """A copy of ``config`` for one torchrun process: ``cuda:LOCAL_RANK`` where the device is ``auto`` with
     a GPU or ``cuda``, CPU otherwise; the cores shared among the processes on this machine."""
-    import torch
-
-
-    name = (config.predict.device or "auto").lower()
-    device = resolve_device(name)
-    if device.type == "cuda":
-        if device.index is not None:
-            raise ConfigError(f"--device {name} names one GPU, but under torchrun each process uses "
-                              "cuda:LOCAL_RANK; use --device cuda or auto")
-        if shard.local_rank >= torch.cuda.device_count():
-            raise DeviceError(f"torchrun process with LOCAL_RANK {shard.local_rank} needs GPU {shard.local_rank} "
-                              f"but only {torch.cuda.device_count()} GPU(s) exist; lower --nproc-per-node")
-        name = f"cuda:{shard.local_rank}"
-    else:
-        name = "cpu"
+    device = torchrun_device((config.predict.device or "auto").lower(), shard.local_rank)
+    name = str(device) if device.type == "cuda" else "cpu"
     out = config.model_copy(deep=True)
     out.predict.device = name
     out.predict.num_threads = worker_threads(config.predict.num_threads, shard.local_world)
@@ -153,7 +127,7 @@ def own_items(manifest: Manifest, resolved: Sequence[BatchItem], shard: Shard) -
 
 def count_complete(items: Sequence[BatchItem]) -> int:
     """How many of ``items`` have a complete output on disk now."""
-    return sum(output_state(i.output, tuple(read_meta(i.even).shape)) == "complete" for i in items)
+    return sum(output_state(i.output, tuple(read_meta(i.even).shape)).complete for i in items)
 
 
 def spawn_workers(manifest_path: Path, devices: Sequence[str], threads: int | None) -> list[int]:

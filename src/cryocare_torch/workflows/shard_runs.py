@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..interrupts import raise_interrupt, signal_handlers
 from ..logs import log_stderr as _log
-from .batch import BatchItem, Manifest, run_all
+from .batch import BatchItem, Manifest, load_manifest, run_all, run_item
+from .batch_state import ItemStatus, count
 from .shard import (
     Shard,
     check_workers,
@@ -25,8 +27,8 @@ def run_torchrun_share(manifest: Manifest, resolved: list[BatchItem], shard: Sha
     log = shard.prefixed(_log)
     log(f"{len(mine)} of the {len(manifest.items)} pairs to do are this process's, on {manifest.config.predict.device}")
     results = run_all(manifest, log=log, indices=mine)
-    print(f"{shard.label} done {sum(r == 'done' for r in results.values())}, skipped "
-          f"{sum(r == 'skipped' for r in results.values()) + skipped}; outputs in {output_dir}")
+    print(f"{shard.label} done {count(results, ItemStatus.DONE)}, skipped "
+          f"{count(results, ItemStatus.SKIPPED) + skipped}; outputs in {output_dir}")
     if shard.rank == 0:
         every = manifest.items + manifest.skipped
         print(f"{shard.label} {count_complete(every)} of {len(every)} outputs complete now; the other processes "
@@ -47,6 +49,25 @@ def run_on_devices(manifest: Manifest, mpath: Path, devices: list[str], output_d
 def run_worker_share(manifest: Manifest, part: Shard) -> int:
     """``batch-run --shard R/W``: the items ``R::W`` of the manifest (a ``--devices`` worker)."""
     results = run_all(manifest, log=part.prefixed(_log), indices=part.take(len(manifest.items)))
-    print(f"{part.label} done {sum(r == 'done' for r in results.values())}, skipped "
-          f"{sum(r == 'skipped' for r in results.values())} on {manifest.config.predict.device}")
+    print(f"{part.label} done {count(results, ItemStatus.DONE)}, skipped "
+          f"{count(results, ItemStatus.SKIPPED)} on {manifest.config.predict.device}")
     return 0
+
+
+def run_from_manifest(manifest: Path, *, index: int | None = None, part: Shard | None = None,
+                      device: str | None = None, threads: int | None = None) -> int:
+    """``batch-run``: item ``index`` of a manifest (a SLURM array task), or the items of ``part`` (a
+    ``--devices`` worker); SIGTERM (time limit, scancel) cleans up like Ctrl-C. Prints one summary line."""
+    with signal_handlers(sigterm=raise_interrupt):
+        m = load_manifest(manifest)
+        if device is not None:
+            m.config.predict.device = device
+        if threads is not None:
+            m.config.predict.num_threads = threads
+        if index is None:
+            return run_worker_share(m, part or Shard(0, 1))
+        status = run_item(m, index, log=_log)
+    item = m.items[index]
+    print(f"{item.name}: {status} {item.output}")
+    return 0
+

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ClusterError, ConfigError
-from ..logs import Log, log_stderr
-from .batch import load_manifest, run_item
+from ..logs import Log
+from .shard_runs import run_from_manifest
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
             "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT", "ENDED"}
@@ -144,10 +144,7 @@ def submit_submitit(manifest: Path, n_tasks: int, opts: SlurmOptions, log_dir: P
 
 def run_task(manifest: str, index: int) -> int:
     """What a submitit task runs: the same as the sbatch script's ``cryocare batch-run --index``."""
-    m = load_manifest(Path(manifest))
-    status = run_item(m, index, log=log_stderr)
-    print(f"{m.items[index].name}: {status} {m.items[index].output}")
-    return 0
+    return run_from_manifest(Path(manifest), index=index)
 
 
 def _expand(job: str, field_: str) -> list[int]:

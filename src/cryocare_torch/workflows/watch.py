@@ -11,11 +11,11 @@ later pairs.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,19 +24,28 @@ import torch
 from ..config import CryocareConfig
 from ..errors import CheckpointError, ConfigError, CryocareError, InputFileError
 from ..io.atomic import atomic_write_json
-from ..io.mrc import read_meta
-from ..io.pairs import VOLUME_SUFFIXES, split_half_marker, validate_pairs
-from ..logs import Log
+from ..io.halves import validate_pairs
+from ..logs import Log, quiet
 from ..runtime import resolve_device
 from ..train.checkpoint import load_checkpoint
 from . import api
 from .batch import BatchItem, Manifest, run_item
+from .batch_state import ItemStatus
+from .watch_files import Files, Pair, Readiness, Signature, scan_pairs
 
-Signature = tuple[int, int]
-Pair = tuple[str, Path, Path]
-SETTLE_POLLS = 10
-"""A file unchanged for this many intervals whose header still does not match its size is reported as bad."""
 TRAINING_RECORD = "watch_training.json"
+
+
+class StopReason(str, enum.Enum):
+    """Why a watch ended."""
+
+    MAX_PAIRS = "max-pairs"
+    IDLE = "idle"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -46,87 +55,12 @@ class WatchSummary:
     failed: dict[str, str] = field(default_factory=dict)
     model: Path | None = None
     trained: bool = False
-    reason: str = ""  # why the watch ended: max-pairs, idle, stopped or interrupted
+    reason: StopReason | None = None  # why the watch ended
 
     def line(self) -> str:
         text = (f"watch ended ({self.reason}): {len(self.done)} restored, {len(self.skipped)} already complete, "
                 f"{len(self.failed)} failed")
         return text + (f" ({', '.join(sorted(self.failed))})" if self.failed else "")
-
-
-def _volumes(folder: Path) -> list[Path]:
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError:
-        return []
-    return [p for p in entries if p.suffix.lower() in VOLUME_SUFFIXES and not p.name.startswith(".") and p.is_file()]
-
-
-def scan_pairs(folder: Path, ignore: Callable[[Path], bool] = lambda p: False) -> tuple[list[Pair], list[str]]:
-    """The complete name pairs now in ``folder`` and the problems a list file would resolve (two candidates
-    for one half, two pairs with one name); halves without a partner yet are left out."""
-    try:
-        subdirs = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-    except OSError as exc:
-        raise InputFileError(f"cannot list the watch folder ({exc.strerror})", folder) from None
-    if "even" in subdirs and "odd" in subdirs:
-        evens = {p.name: p for p in _volumes(subdirs["even"])}
-        odds = {p.name: p for p in _volumes(subdirs["odd"])}
-        both = sorted(evens.keys() & odds.keys())
-        return [(evens[n].name[: -len(evens[n].suffix)], evens[n], odds[n]) for n in both], []
-    groups: dict[str, dict[str, list[Path]]] = {}
-    names: dict[str, str] = {}
-    for f in _volumes(folder):
-        split = split_half_marker(f)
-        if split is None or ignore(f):
-            continue
-        groups.setdefault(split[0], {"even": [], "odd": []})[split[1]].append(f)
-        names[split[0]] = split[2] or folder.name
-    pairs: list[Pair] = []
-    problems: list[str] = []
-    by_name: dict[str, Path] = {}
-    for key, halves in sorted(groups.items()):
-        name, evens_, odds_ = names[key], halves["even"], halves["odd"]
-        if len(evens_) > 1 or len(odds_) > 1:
-            listed = ", ".join(p.name for p in evens_ + odds_)
-            problems.append(f"{name}: two candidates for one half ({listed}); keep one, the pair is skipped")
-        elif evens_ and odds_ and name in by_name:
-            problems.append(f"{name}: {evens_[0].name} and {by_name[name].name} give the same output name; "
-                            "rename one, it is skipped")
-        elif evens_ and odds_:
-            by_name[name] = evens_[0]
-            pairs.append((name, evens_[0], odds_[0]))
-    return pairs, problems
-
-
-class _Files:
-    """Size and mtime of every file seen, and since when they are unchanged."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.seen: dict[Path, tuple[Signature, float]] = {}
-        self.changed = False
-
-    def state(self, path: Path, now: float) -> tuple[str, Signature | None]:
-        """``wait``, ``ready`` or ``bad: why`` (unchanged for SETTLE_POLLS intervals, header still invalid)."""
-        try:
-            st = path.stat()
-        except OSError:
-            return "wait", None
-        sig = (st.st_size, st.st_mtime_ns)
-        old = self.seen.get(path)
-        if old is None or old[0] != sig:
-            self.seen[path] = (sig, now)
-            self.changed = True
-            return "wait", sig
-        stable = now - old[1]
-        if stable < self.interval:
-            return "wait", sig
-        try:
-            read_meta(path)
-        except CryocareError as exc:
-            return (f"bad: {exc}" if stable >= SETTLE_POLLS * self.interval else "wait"), sig
-        return "ready", sig
 
 
 def _where(config: CryocareConfig) -> str:
@@ -183,6 +117,138 @@ def _train(pairs: list[Pair], mdir: Path, config: CryocareConfig, again: bool, p
     return best.absolute()
 
 
+@dataclass
+class _Settings:
+    """What one watch was asked to do (fixed while it runs)."""
+
+    folder: Path
+    out: Path
+    mdir: Path
+    cfg: CryocareConfig
+    suffix: str
+    overwrite: bool
+    progress: bool
+    interval: float
+    train_after: int | None
+    max_pairs: int | None
+    max_idle_minutes: float | None
+    log: Log
+
+
+class _Watch:
+    """The state of one running watch; :meth:`run` is its loop."""
+
+    def __init__(self, s: _Settings, summary: WatchSummary) -> None:
+        self.s, self.summary = s, summary
+        self.files = Files(s.interval)
+        self.pending: list[Pair] = []
+        self.handled: set[str] = set()
+        self.failed_sigs: dict[str, tuple[Signature | None, ...]] = {}
+        self.reported: set[str] = set()
+        self.idle_since, self.processed = time.monotonic(), 0
+        self.own = re.compile(rf".*{re.escape(s.suffix)}(_even|_odd)?\.mrc")
+
+    def ignore(self, p: Path) -> bool:  # our own outputs (and --write-halves files) when writing into the folder
+        return p.parent.absolute() == self.s.out and self.own.fullmatch(p.name) is not None
+
+    def _fail(self, name: str, exc: CryocareError, sigs: tuple[Signature | None, ...]) -> None:
+        self.summary.failed[name], self.failed_sigs[name] = str(exc), sigs
+
+    def resume_training(self) -> None:
+        """Reuse, or resume, the model an earlier watch trained in the model folder."""
+        s = self.s
+        record = _record(s.mdir) if self.summary.model is None else None
+        if record and record[0] and (s.mdir / "best.pt").is_file():
+            self.summary.model = (s.mdir / "best.pt").absolute()  # trained by an earlier watch: reused
+        elif record:
+            self.summary.model = _train(record[1], s.mdir, s.cfg, True, s.progress, s.log)
+            self.summary.trained = True
+        s.log(f"model {self.summary.model}" if self.summary.model else f"waiting for {s.train_after} pair(s) to "
+              "train on")
+
+    def admit(self, now: float) -> list[Pair]:
+        """The pairs whose two files are complete now and match; bad ones are failed once (until they change)."""
+        pairs, problems = scan_pairs(self.s.folder, self.ignore)
+        for msg in sorted(set(problems) - self.reported):
+            self.reported.add(msg)
+            self.s.log(msg)
+        ready: list[Pair] = []
+        for name, even, odd in pairs:
+            if name in self.handled:
+                continue
+            se, so = self.files.state(even, now), self.files.state(odd, now)
+            sigs = (se.signature, so.signature)
+            if Readiness.WAIT in (se.readiness, so.readiness) or self.failed_sigs.get(name) == sigs:
+                continue
+            try:
+                if se.readiness is Readiness.BAD or so.readiness is Readiness.BAD:
+                    raise InputFileError(se.why if se.readiness is Readiness.BAD else so.why)
+                validate_pairs([(even, odd)])
+                self.handled.add(name)
+                ready.append((name, even, odd))
+            except CryocareError as exc:
+                self._fail(name, exc, sigs)
+                self.processed, self.idle_since = self.processed + 1, now
+                self.s.log(f"{name}: failed: {exc}; skipped (retried if its files change)")
+        return ready
+
+    def train_when_enough(self, ready: list[Pair]) -> list[Pair]:
+        """Without a model: collect pairs until ``train_after`` are ready, train, then restore them all."""
+        if self.summary.model is not None:
+            return ready
+        s = self.s
+        self.pending += ready
+        if ready:
+            s.log(f"{len(self.pending)} of {s.train_after} pair(s) ready for training")
+        if len(self.pending) < (s.train_after or 0):
+            return []
+        self.summary.model = _train(self.pending[: s.train_after], s.mdir, s.cfg, False, s.progress, s.log)
+        self.summary.trained, ready, self.pending = True, self.pending, []
+        return ready
+
+    def restore(self, pair: Pair) -> None:
+        name, even, odd = pair
+        t0, best, s = time.perf_counter(), self.summary.model, self.s
+        assert best is not None
+        item = BatchItem(name, even.absolute(), odd.absolute(), s.out / f"{name}{s.suffix}.mrc")
+        try:
+            status = run_item(Manifest(best, s.cfg, [item], overwrite=s.overwrite), 0, log=s.log)
+        except CryocareError as exc:
+            self._fail(name, exc, (self.files.seen[even][0], self.files.seen[odd][0]))
+            self.handled.discard(name)
+            result = f"failed: {exc}; skipped (retried if its files change)"
+            self.processed += 1
+        else:
+            (self.summary.done if status is ItemStatus.DONE else self.summary.skipped).append(name)
+            self.summary.failed.pop(name, None)
+            result = str(status)
+            self.processed += status is not ItemStatus.SKIPPED
+        self.idle_since = time.monotonic()
+        s.log(f"{name}: {result} ({time.perf_counter() - t0:.1f} s)")
+
+    def _max_pairs_reached(self) -> bool:
+        return self.s.max_pairs is not None and self.processed >= self.s.max_pairs
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.s
+        while not stop.is_set():
+            now, self.files.changed = time.monotonic(), False
+            ready = self.admit(now)
+            if self.files.changed:
+                self.idle_since = now
+            for pair in self.train_when_enough(ready):
+                self.restore(pair)
+                if stop.is_set() or self._max_pairs_reached():
+                    break
+            if self._max_pairs_reached():
+                self.summary.reason = StopReason.MAX_PAIRS
+                return
+            if s.max_idle_minutes is not None and time.monotonic() - self.idle_since >= 60 * s.max_idle_minutes:
+                self.summary.reason = StopReason.IDLE
+                return
+            stop.wait(s.interval)
+
+
 def watch(
     folder: str | Path,
     output_dir: str | Path,
@@ -206,92 +272,22 @@ def watch(
     ``model_dir``, default ``output_dir/cryocare_watch_model``; reused, or resumed, by a restarted watch).
     A pair that fails is logged in one line and skipped (retried if its files change); the watch goes on.
     """
-    log = log or (lambda _m: None)
-    stop = stop or threading.Event()
+    log = log or quiet
     cfg = config or CryocareConfig()
     folder, out = Path(folder), Path(output_dir).absolute()
     ckpt = _check(folder, None if model is None else Path(model), train_after, interval, max_idle_minutes, max_pairs)
     mdir = Path(model_dir) if model_dir is not None else out / "cryocare_watch_model"
     summary = WatchSummary(model=ckpt)
     out.mkdir(parents=True, exist_ok=True)
-    own = re.compile(rf".*{re.escape(suffix)}(_even|_odd)?\.mrc")
-
-    def ignore(p: Path) -> bool:  # our own outputs (and --write-halves files) when writing into the watched folder
-        return p.parent.absolute() == out and own.fullmatch(p.name) is not None
-
-    files, pending, handled = _Files(interval), [], set()
-    failed_sigs: dict[str, tuple[Signature | None, ...]] = {}
-    reported: set[str] = set()
-    idle_since, processed = time.monotonic(), 0
+    state = _Watch(_Settings(folder, out, mdir, cfg, suffix, overwrite, progress, interval, train_after, max_pairs,
+                             max_idle_minutes, log), summary)
     log(f"watching {folder} every {interval:g} s; restoring on {_where(cfg)} into {out}")
     try:
-        record = _record(mdir) if ckpt is None else None
-        if record and record[0] and (mdir / "best.pt").is_file():
-            summary.model = (mdir / "best.pt").absolute()  # trained by an earlier watch: reused
-        elif record:
-            summary.model, summary.trained = _train(record[1], mdir, cfg, True, progress, log), True
-        log(f"model {summary.model}" if summary.model else f"waiting for {train_after} pair(s) to train on")
-        while not stop.is_set():
-            now, files.changed = time.monotonic(), False
-            pairs, problems = scan_pairs(folder, ignore)
-            for msg in sorted(set(problems) - reported):
-                reported.add(msg)
-                log(msg)
-            ready: list[Pair] = []
-            for name, even, odd in pairs:
-                if name in handled:
-                    continue
-                (se, sig_e), (so, sig_o) = files.state(even, now), files.state(odd, now)
-                sigs = (sig_e, sig_o)
-                if "wait" in (se, so) or failed_sigs.get(name) == sigs:
-                    continue
-                try:
-                    if se != "ready" or so != "ready":
-                        raise InputFileError((se if se != "ready" else so)[5:])
-                    validate_pairs([(even, odd)])
-                    handled.add(name)
-                    ready.append((name, even, odd))
-                except CryocareError as exc:
-                    summary.failed[name], failed_sigs[name] = str(exc), sigs
-                    processed, idle_since = processed + 1, now
-                    log(f"{name}: failed: {exc}; skipped (retried if its files change)")
-            if files.changed:
-                idle_since = now
-            if summary.model is None:
-                pending += ready
-                if ready:
-                    log(f"{len(pending)} of {train_after} pair(s) ready for training")
-                ready = []
-                if len(pending) >= (train_after or 0):
-                    summary.model = _train(pending[:train_after], mdir, cfg, False, progress, log)
-                    summary.trained, ready, pending = True, pending, []
-            for name, even, odd in ready:
-                t0, best = time.perf_counter(), summary.model
-                assert best is not None
-                item = BatchItem(name, even.absolute(), odd.absolute(), out / f"{name}{suffix}.mrc")
-                try:
-                    result = run_item(Manifest(best, cfg, [item], overwrite=overwrite), 0, log=log)
-                except CryocareError as exc:
-                    summary.failed[name], failed_sigs[name] = str(exc), (files.seen[even][0], files.seen[odd][0])
-                    handled.discard(name)
-                    result = f"failed: {exc}; skipped (retried if its files change)"
-                else:
-                    (summary.done if result == "done" else summary.skipped).append(name)
-                    summary.failed.pop(name, None)
-                processed, idle_since = processed + (result != "skipped"), time.monotonic()
-                log(f"{name}: {result} ({time.perf_counter() - t0:.1f} s)")
-                if stop.is_set() or (max_pairs is not None and processed >= max_pairs):
-                    break
-            if max_pairs is not None and processed >= max_pairs:
-                summary.reason = "max-pairs"
-                break
-            if max_idle_minutes is not None and time.monotonic() - idle_since >= 60 * max_idle_minutes:
-                summary.reason = "idle"
-                break
-            stop.wait(interval)
+        state.resume_training()
+        state.run(stop or threading.Event())
     except KeyboardInterrupt:
-        summary.reason = "interrupted"
+        summary.reason = StopReason.INTERRUPTED
         if summary.model is None and (mdir / TRAINING_RECORD).is_file():
             log(f"training interrupted; {mdir / 'last.pt'} is kept and the same command continues it")
-    summary.reason = summary.reason or "stopped"
+    summary.reason = summary.reason or StopReason.STOPPED
     return summary
