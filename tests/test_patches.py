@@ -12,6 +12,7 @@ from cryocare_torch.config import PatchConfig
 from cryocare_torch.errors import DataError
 from cryocare_torch.patches import (
     PairStats,
+    Region,
     augment_batch,
     build_patch_data,
     pair_statistics,
@@ -89,6 +90,19 @@ def test_too_small_volume_raises_with_shape() -> None:
         build_patch_data([(e, o)], ndim=3, patch_size=16, n_patches=8, val_fraction=0.1, seed=0)
     with pytest.raises(DataError, match="validation"):
         split_regions((16, 24, 24), (16, 16, 16), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        # K3-shaped (x longer than y): still along y, the last ceil(0.1 * 64) = 7 -> max(16, 7) = 16 voxels
+        ((16, 64, 92), (Region(1, 0, 48), Region(1, 48, 64))),
+        ((16, 200, 100), (Region(1, 0, 180), Region(1, 180, 200))),  # ceil(0.1 * 200) = 20 > 16
+        ((16, 24, 64), (Region(2, 0, 48), Region(2, 48, 64))),  # y (24) cannot hold 16 + 16: x
+    ],
+)
+def test_validation_slab_is_cut_along_y(shape: tuple[int, int, int], expected: tuple[Region, Region]) -> None:
+    assert split_regions(shape, (16, 16, 16), 0.1) == expected
 
 
 def _boxes_overlap(a: np.ndarray, b: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
@@ -179,5 +193,39 @@ def test_augmentation_never_mixes_axes() -> None:
         expected = vol.flip([i for i, f in enumerate(flips) if f]) if any(flips) else vol
         assert torch.equal(v, expected)
         seen_flips.add(flips)
-    assert len(seen_flips) == 8  # all flips occur, incl. the 180-degree rotation about y (z and x flipped)
+    # the wedge-keeping group: y alone, z with x (180 degrees about y), both; never z alone or x alone
+    assert seen_flips == {(False, False, False), (False, True, False), (True, False, True), (True, True, True)}
     assert 10 < swaps < 54
+
+
+def _wedge_mask(shape: tuple[int, int, int], lo_deg: float, hi_deg: float) -> np.ndarray:
+    """Fourier voxels measured by a tilt series about y from ``lo_deg`` to ``hi_deg`` (full fftn grid).
+
+    Derived without our code: view ``theta`` (tilt about y) samples the central plane spanned by ky and
+    ``(kx, kz) = t (cos theta, -sin theta)``, so ``(kz, ky, kx)`` is measured when
+    ``arctan(-kz / kx)`` lies in ``[lo, hi]`` (kx = 0: only by a 90-degree view; DC always).
+    """
+    kz, _, kx = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.degrees(np.arctan(-kz / kx))
+    theta = np.where(kx == 0, np.where(kz == 0, 0.0, 90.0), theta)
+    return (theta >= lo_deg) & (theta <= hi_deg)
+
+
+def test_augmentation_keeps_an_asymmetric_wedge() -> None:
+    shape = (15, 11, 17)  # odd: every Fourier voxel has its Hermitian partner (no Nyquist plane)
+    wedge = _wedge_mask(shape, -60.0, 30.0)  # a lamella's asymmetric range
+    assert not np.array_equal(wedge, wedge[::-1]) and not np.array_equal(wedge, _wedge_mask(shape, -30.0, 60.0))
+    rng = np.random.default_rng(1)
+    spectrum = np.fft.fftn(rng.standard_normal(shape)) * wedge
+    vol = np.fft.ifftn(spectrum).real.astype(np.float32)  # the wedge is point symmetric: real data keep it
+    batch = torch.from_numpy(np.stack([np.stack([vol, vol])] * 32))
+    outside = []
+    for s in augment_batch(batch, np.random.default_rng(0)):
+        power = np.abs(np.fft.fftn(s[0].numpy().astype(np.float64))) ** 2
+        outside.append(power[~wedge].sum() / power.sum())
+    assert max(outside) < 1e-8  # every augmented sample has its spectrum inside the original wedge
+    # control: the flips the old augmentation used (z alone, x alone) mirror the wedge
+    for dims in ((0,), (2,)):
+        power = np.abs(np.fft.fftn(np.flip(vol, dims).astype(np.float64))) ** 2
+        assert power[~wedge].sum() / power.sum() > 0.1

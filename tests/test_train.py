@@ -55,6 +55,8 @@ def test_learns_to_denoise_and_writes_loadable_checkpoints(tmp_path: Path) -> No
     assert ck.ndim == 3 and not ck.model.training and ck.config == _cfg(epochs=6, steps_per_epoch=None)
     norm = ck.normalization
     assert norm["mode"] == "per_pair" and len(norm["pairs"]) == 1 and norm["std"] > 0
+    # 24x48x48, patches of 16, val_fraction 0.1: the last max(16, ceil(4.8)) = 16 voxels of y are held out
+    assert norm["pairs"][0]["validation_region"] == [[0, 24], [32, 48], [0, 48]]
     raw = ck.raw
     assert raw["format"] == "cryocare-torch-checkpoint" and raw["format_version"] == 1
     assert raw["best_val_loss"] == min(h["val_loss"] for h in hist)

@@ -89,7 +89,9 @@ class PatchConfig(_Section):
     )
     mask: Path | None = Field(None, description="Optional MRC mask: patches are centred where mask > 0.")
     augment: bool = Field(
-        True, description="Random flips, 180-degree rotations about the tilt axis (y) and half swaps."
+        True,
+        description="Random half swaps and flips that keep an (asymmetric) missing wedge: y, and z with x "
+        "together (the 180-degree rotation about the tilt axis y); 2D data: y and x.",
     )
     cache_gb: float = Field(
         2.0,

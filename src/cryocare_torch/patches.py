@@ -6,16 +6,20 @@ stacks for 2D training) or ``(h, w)``. Internally every array is viewed as ``(d,
 
 * Statistics come from a bounded random subsample of whole rows (``max_values`` voxels), so they
   work on memory maps larger than RAM.
-* Validation patches come from a slab at the end of the y axis (the tilt axis; x when y is too short)
-  that no training patch touches: both regions are disjoint voxel ranges and every patch lies
-  entirely inside its region.
+* Validation patches come from a slab at the end of the y axis (the tilt axis; x only when y is too
+  short for both regions) that no training patch touches: both regions are disjoint voxel ranges and
+  every patch lies entirely inside its region. y, not the longest axis: defocus and ice thickness of
+  tilted views change along x (across the tilt axis), so a slab cut along y samples every x and is
+  representative of the whole tomogram, and it is where ``cryocare evaluate`` finds data the network
+  never trained on (:func:`split_regions` is the one owner of the rule).
 * Patch pairs are kept as a normalised float16 copy when it fits ``PatchConfig.cache_gb`` (1200 x 64^3
   pairs = 1.26 GB instead of 2.5 GB in float32; float16's 11-bit mantissa is far finer than the noise
   of normalised data), otherwise they are read from the memory maps per batch. Both paths round to
   float16, so results do not depend on which one is used.
-* Augmentation (:func:`augment_batch`) only flips axes and swaps halves: flips along z, y and x
-  generate all symmetries that keep the missing wedge in place, including the 180-degree rotation
-  about the tilt axis y (= flip z + flip x). No 90-degree rotation ever mixes z with y or x.
+* Augmentation (:func:`augment_batch`) only flips axes and swaps halves. In 3D only the flips that
+  keep a missing wedge in place, even an asymmetric one (lamellae): flip y, and z with x together
+  (the 180-degree rotation about the tilt axis y); never z alone or x alone (derivation at
+  :func:`augment_batch`). No 90-degree rotation ever mixes z with y or x.
 """
 
 from __future__ import annotations
@@ -48,6 +52,13 @@ class Region:
     axis: int
     lo: int
     hi: int
+
+
+def region_ranges(shape: Sequence[int], region: Region) -> list[list[int]]:
+    """``[[z0, z1], [y0, y1], [x0, x1]]`` voxel ranges of ``region`` in data of ``(d, h, w)`` ``shape``."""
+    ranges = [[0, int(n)] for n in shape]
+    ranges[region.axis] = [region.lo, region.hi]
+    return ranges
 
 
 def as_volume(arr: Array) -> Array:
@@ -109,7 +120,8 @@ def split_regions(
     shape: tuple[int, int, int], patch: tuple[int, int, int], val_fraction: float, name: str = "input"
 ) -> tuple[Region, Region | None]:
     """Disjoint train and validation regions: validation is the last ``max(p, val_fraction*n)`` voxels
-    along y (x if y is too short). Raises :class:`DataError` when the data cannot hold the patches."""
+    along y (x only if y cannot hold both regions; see the module docstring for why y). Raises
+    :class:`DataError` when the data cannot hold the patches."""
     if any(s < p for s, p in zip(shape, patch, strict=True)):
         dims = "x".join(str(s) for s in shape)
         raise DataError(
@@ -118,7 +130,7 @@ def split_regions(
         )
     if val_fraction <= 0:
         return Region(1, 0, shape[1]), None
-    for axis in sorted((1, 2), key=lambda a: (-shape[a], a)):
+    for axis in (1, 2):
         n, p = shape[axis], patch[axis]
         n_val = max(p, int(np.ceil(val_fraction * n)))
         if n - n_val >= p:
@@ -168,16 +180,29 @@ def sample_starts(
 
 
 def augment_batch(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Random flips of each spatial axis and random swap of the two halves, per sample.
+    """Random wedge-preserving flips and a random swap of the two halves, per sample.
 
-    ``batch`` is ``(B, 2, *spatial)`` (channel 0 and 1 = the two halves). Only flips: the missing
-    wedge keeps its orientation; never a 90-degree rotation.
+    ``batch`` is ``(B, 2, *spatial)`` (channel 0 and 1 = the two halves). 2D ``(h, w)``: flips of y
+    and x. 3D ``(d, h, w)``: flip y, and flip z and x together -- the group {1, y, zx, zyx}.
+
+    Why not z alone or x alone: for a tilt series about y, view ``theta`` samples the Fourier plane
+    spanned by ky and ``(kx, kz) = t (cos theta, -sin theta)``, so a Fourier voxel is measured when
+    ``arctan(-kz / kx)`` lies in the tilt range ``[a, b]``. x -> -x (kx -> -kx) or z -> -z alone maps
+    that angle to its negative: the range becomes ``[-b, -a]``, a mirrored wedge unless ``a = -b``
+    (lamellae are often tilted -60..+40 degrees about a pre-tilt). Flipping both keeps the angle
+    (and is the 180-degree rotation about y); y -> -y does not touch (kx, kz). The wedge is point
+    symmetric (real data), so all four flips keep it. Draws ``1 + spatial dims`` numbers per sample
+    (in 3D the x draw is unused; distributed ranks skip that many draws per sample).
     """
     nsp = batch.dim() - 2
     out = []
     for sample in batch:
-        dims = [1 + i for i in range(nsp) if rng.random() < 0.5]
-        if rng.random() < 0.5:
+        u = rng.random(nsp + 1)
+        if nsp == 3:
+            dims = ([1, 3] if u[0] < 0.5 else []) + ([2] if u[1] < 0.5 else [])
+        else:
+            dims = [1 + i for i in range(nsp) if u[i] < 0.5]
+        if u[nsp] < 0.5:
             sample = sample.flip(0)
         out.append(sample.flip(dims) if dims else sample)
     return torch.stack(out)
@@ -254,6 +279,8 @@ class PatchData:
     train: PatchPairs
     val: PatchPairs | None
     stats: list[PairStats]
+    val_regions: list[Region | None]
+    """Each pair's validation region (no training patch touches it), ``None`` without validation."""
 
 
 def build_patch_data(
@@ -278,10 +305,11 @@ def build_patch_data(
     if stats is None:
         stats = [pair_statistics(e, o, seed=seed, name=nm) for (e, o), nm in zip(vols, names, strict=True)]
     n_val = 0 if val_fraction <= 0 else max(1, round(n_patches * val_fraction))
-    tr_idx, va_idx = [], []
+    tr_idx, va_idx, va_regions = [], [], []
     for k, ((ev, _), mask, nm) in enumerate(zip(vols, masks, names, strict=True)):
         rng = np.random.default_rng([seed, k, 3])
         tr_region, va_region = split_regions(ev.shape, patch, val_fraction, nm)
+        va_regions.append(va_region)
         tr = sample_starts(ev.shape, patch, tr_region, n_patches - n_val, rng, mask, f"mask of {nm}")
         tr_idx.append(np.column_stack([np.full(len(tr), k), tr]))
         if va_region is not None:
@@ -291,4 +319,4 @@ def build_patch_data(
     cache = n_total * 4 * int(np.prod(patch)) <= cache_gb * 2**30
     train = PatchPairs(vols, stats, np.concatenate(tr_idx), patch, ndim, names=names, cache=cache)
     val = PatchPairs(vols, stats, np.concatenate(va_idx), patch, ndim, names=names, cache=cache) if va_idx else None
-    return PatchData(train, val, list(stats))
+    return PatchData(train, val, list(stats), va_regions)

@@ -8,8 +8,9 @@ Keys (format version 1)::
     torch_version     torch version that wrote it
     config            CryocareConfig.model_dump(mode="json")
     ndim              2 or 3
-    normalization     {"mode": "per_pair", "pairs": [{"mean", "std", "name", "shape"}, ...],
-                       "mean", "std"}  (pooled over all pairs)
+    normalization     {"mode": "per_pair", "pairs": [{"mean", "std", "name", "shape", "validation_region"}, ...],
+                       "mean", "std"}  (pooled over all pairs; validation_region: [[z0, z1], [y0, y1],
+                       [x0, x1]] voxels never in a training patch, or None; absent before 12/2026)
     model_state       state_dict of the UNet (float32, never a compiled wrapper)
     optimizer_state   Adam state_dict
     scheduler_state   learning-rate schedule state_dict (or None)

@@ -101,7 +101,7 @@ def train(
         stats=stored_stats(raw, opened, out) if raw is not None else None,
         cache_gb=pc.cache_gb,
     )
-    norm = normalization_dict(data.stats, opened)
+    norm = normalization_dict(data.stats, opened, data.val_regions)
     with session(tc.device, tc.num_threads, log) as ranks:  # torchrun's process group; CPU threads
         log, progress = (log, progress) if ranks.main else ((lambda _m: None), False)
         cfg = resolve_skip(cfg, data.train, ndim, log) if raw is None else cfg  # Gaussian skip widths

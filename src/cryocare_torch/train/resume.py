@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import CryocareConfig
 from ..errors import CheckpointError, ConfigError, OutputError
-from ..patches import PairStats, pooled_statistics
+from ..patches import PairStats, Region, as_volume, pooled_statistics, region_ranges
 from .inputs import OpenedPair
 
 # Settings that define the model, the patches or the order of the batches: a resumed run must keep them.
@@ -67,13 +67,19 @@ def stored_stats(raw: dict[str, Any], pairs: Sequence[OpenedPair], path: Path) -
     return out
 
 
-def normalization_dict(stats: Sequence[PairStats], pairs: Sequence[OpenedPair]) -> dict[str, Any]:
+def normalization_dict(
+    stats: Sequence[PairStats], pairs: Sequence[OpenedPair], val_regions: Sequence[Region | None]
+) -> dict[str, Any]:
+    """Per-pair and pooled statistics; each pair also records its validation region as voxel ranges of
+    its ``(d, h, w)`` view (``validation_region``, ``None`` without one): ``cryocare evaluate`` scores
+    the restoration there, where the network never trained."""
     mean, std = pooled_statistics(stats)
     return {
         "mode": "per_pair",
         "pairs": [
-            {"mean": s.mean, "std": s.std, "n": s.n, "name": p.name, "shape": list(p.even.shape)}
-            for s, p in zip(stats, pairs, strict=True)
+            {"mean": s.mean, "std": s.std, "n": s.n, "name": p.name, "shape": list(p.even.shape),
+             "validation_region": None if r is None else region_ranges(as_volume(p.even).shape, r)}
+            for s, p, r in zip(stats, pairs, val_regions, strict=True)
         ],
         "mean": mean,
         "std": std,
