@@ -151,3 +151,54 @@ def test_nad_oracle_and_defaults_and_method_names(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="unknown baseline"):
         parse_methods(["bm3d"])
     assert read_centres(f["centres"]).shape == (4, 3)
+
+
+def test_evaluate_estimates_the_fsc_against_the_truth_on_the_validation_slab(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tiny model trained on files: evaluate --model scores the slab it recorded (the last 16 of 48 y
+    voxels; patches of 16, val_fraction 0.1), predicting the restored halves there; without a model and
+    with the restored halves beside the restored file, it uses the whole volume and warns that it is biased."""
+    from scipy import ndimage
+
+    from cryocare_torch.config import CryocareConfig
+    from cryocare_torch.train import train
+
+    rng = np.random.default_rng(0)
+    shape = (24, 48, 48)
+    truth = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0).astype(np.float32)
+    truth /= truth.std()
+    files = {n: write_volume(tmp_path / f"{n}.mrc", v, voxel_size=8.0) for n, v in (
+        ("tomo_even", truth + rng.normal(size=shape).astype(np.float32)),
+        ("tomo_odd", truth + rng.normal(size=shape).astype(np.float32)), ("tomo_clean", truth))}
+    cfg = CryocareConfig.model_validate({"model": {"n_first": 4, "gaussian_skip": False, "depth": 2},
+                                         "patches": {"patch_size": 16, "n_patches": 40},
+                                         "train": {"epochs": 1, "batch_size": 4, "steps_per_epoch": 3,
+                                                   "precision": "fp32", "num_threads": 1}})
+    train([(files["tomo_even"], files["tomo_odd"])], tmp_path / "model", cfg, progress=False)
+    restored, moved = tmp_path / "restored.mrc", tmp_path / "elsewhere" / "restored.mrc"
+    moved.parent.mkdir()
+    for out_path, extra in ((restored, []), (moved, ["--write-halves"])):
+        assert main(["predict", "--model", str(tmp_path / "model" / "best.pt"), "--even", str(files["tomo_even"]),
+                     "--odd", str(files["tomo_odd"]), "--output", str(out_path), "--threads", "1", *extra]) == 0
+    base = ["evaluate", "--restored", str(restored), "--even", str(files["tomo_even"]), "--odd",
+            str(files["tomo_odd"]), "--truth", str(files["tomo_clean"]), "--methods", "gaussian", "--box", "24",
+            "--threads", "1", "--device", "cpu"]
+    capsys.readouterr()
+    assert main([*base, "--model", str(tmp_path / "model"), "--output-dir", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr()
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    est = m["estimated_fsc_truth"]
+    assert est["region"] == [[0, 24], [32, 48], [0, 48]] and est["biased"] is False
+    assert len(est["fsc"]) == len(est["frequency_per_nm"]) == 16 // 2 + 1 and len(est["true_fsc"]) == 9
+    assert est["res_0_143_nm"] > 0 and "description" in est and "fsc_truth" in m["figures"]
+    assert "restored vs truth, estimated" in out.out and "y32-48" in out.out and "predicting" in out.err
+    assert "biased" not in out.err
+    base[2] = str(moved)  # its restored halves beside it, no model: whole volume, from the halves on disk
+    assert main([*base, "--output-dir", str(tmp_path / "ev2")]) == 0
+    out = capsys.readouterr()
+    m = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert "Not a resolution" in m["fsc"]["restored halves"]["note"] and "not a resolution" in out.out
+    err = out.err
+    est = m["estimated_fsc_truth"]
+    assert est["region"] == [[0, 24], [0, 48], [0, 48]] and est["biased"] is True
+    assert sum("biased upwards" in line and line.startswith("warning: ") for line in err.splitlines()) == 1

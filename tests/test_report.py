@@ -126,6 +126,20 @@ def test_render_escapes_text() -> None:
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;.mrc" in html and "<script>" not in html
 
 
+def test_render_shows_the_estimated_fsc_against_the_truth_and_flags_restored_halves() -> None:
+    est = {"res_0_5_nm": 3.21, "res_0_5_reaches_nyquist": False, "res_0_143_nm": 2.54,
+           "res_0_143_reaches_nyquist": False, "raw_average_res_0_5_nm": 6.5, "raw_average_res_0_143_nm": 4.25,
+           "region": [[0, 24], [32, 48], [0, 48]], "region_source": "validation slab recorded in the checkpoint",
+           "warnings": ["warning: the estimate scatters"]}
+    halves = {"res_0_5_nm": 1.6, "res_0_143_nm": 1.6, "note": "Not a resolution: one network"}
+    metrics = {"shape": [24, 48, 48], "voxel_size_angstrom": 8.0, "fsc": {"restored halves": halves},
+               "estimated_fsc_truth": est}
+    html = render(metrics, {})
+    assert "Estimated FSC against the truth" in html and "3.21" in html and "2.54" in html and "4.25" in html
+    assert "0-24 x 32-48 x 0-48" in html and "warning: the estimate scatters" in html
+    assert "(not a resolution)" in html and "Not a resolution: one network" in html
+
+
 def _chromium() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 

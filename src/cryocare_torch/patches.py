@@ -117,11 +117,13 @@ def pooled_statistics(stats: Sequence[PairStats]) -> tuple[float, float]:
 
 
 def split_regions(
-    shape: tuple[int, int, int], patch: tuple[int, int, int], val_fraction: float, name: str = "input"
+    shape: tuple[int, int, int], patch: tuple[int, int, int], val_fraction: float, name: str = "input",
+    axes: Sequence[int] = (1, 2),
 ) -> tuple[Region, Region | None]:
     """Disjoint train and validation regions: validation is the last ``max(p, val_fraction*n)`` voxels
     along y (x only if y cannot hold both regions; see the module docstring for why y). Raises
-    :class:`DataError` when the data cannot hold the patches."""
+    :class:`DataError` when the data cannot hold the patches. ``axes``: the axes to try, in order
+    (checkpoints written before 12/2026 tried the longer of y and x first)."""
     if any(s < p for s, p in zip(shape, patch, strict=True)):
         dims = "x".join(str(s) for s in shape)
         raise DataError(
@@ -130,7 +132,7 @@ def split_regions(
         )
     if val_fraction <= 0:
         return Region(1, 0, shape[1]), None
-    for axis in (1, 2):
+    for axis in axes:
         n, p = shape[axis], patch[axis]
         n_val = max(p, int(np.ceil(val_fraction * n)))
         if n - n_val >= p:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cyclopts import Group, Parameter
 
@@ -119,6 +119,11 @@ def fsc(
     for path in (json, csv, plot):
         if path is not None:
             print(f"wrote {path}")
+    from ..report.collect import mrc_role
+
+    if {mrc_role(a), mrc_role(b)} & {"restored", "restored_half"}:
+        print("note: if these are halves restored by one network trained on both, their FSC is not a resolution "
+              "(it stays high even on pure noise); 'cryocare evaluate --model' estimates the FSC against the truth")
     return 0
 
 
@@ -223,7 +228,7 @@ def evaluate(
     truth: Path | None = None,
     labels: Path | None = None,
     centres: Path | None = None,
-    model_dir: Path | None = None,
+    model_dir: Annotated[Path | None, Parameter(name=["--model", "--model-dir"])] = None,
     overwrite: bool = False,
     opts: EvalCliOptions | None = None,
     runtime: EvalRuntime | None = None,
@@ -250,6 +255,7 @@ def evaluate(
         CSV of z,y,x voxel centres of the labelled objects (e.g. decorations.csv of 'cryocare simulate').
     model_dir
         Model folder with history.json and best.pt (default: model/ or RESTORED_model/ beside the restored file).
+        Its validation slab, never trained on, is where the FSC against the truth is estimated from the halves.
     overwrite
         Replace the files of an earlier evaluation in OUTPUT_DIR.
     """
@@ -257,8 +263,14 @@ def evaluate(
                        model_dir=model_dir)
     metrics = evaluate_run(inputs, output_dir, _options(opts, runtime), overwrite=overwrite, log=_log)
     for name, c in metrics["fsc"].items():
-        print(f"FSC {name:28s} 0.5: {c['res_0_5_nm']:6.2f} nm{' (Nyquist)' if c['res_0_5_reaches_nyquist'] else ''}"
-              f"   0.143: {c['res_0_143_nm']:6.2f} nm{' (Nyquist)' if c['res_0_143_reaches_nyquist'] else ''}")
+        print(f"FSC {name:28s} {_crossings(c)}" + ("  (not a resolution: one network trained on both halves)"
+                                                   if c.get("note") else ""))
+    est = metrics.get("estimated_fsc_truth")
+    if est:
+        where = " ".join(f"{ax}{a}-{b}" for ax, (a, b) in zip("zyx", est["region"], strict=True))
+        print(f"FSC {'restored vs truth, estimated':28s} {_crossings(est)}  (from the halves on {where}"
+              f"{', biased' if est['biased'] else ''}; raw average: 0.5 {est['raw_average_res_0_5_nm']:.2f} nm, "
+              f"0.143 {est['raw_average_res_0_143_nm']:.2f} nm)")
     if metrics["quality"]:
 
         print(format_table(metrics["quality"]))
@@ -267,6 +279,11 @@ def evaluate(
     print(f"wrote {output_dir / 'metrics.json'} and figures; make a page with: cryocare report {output_dir} "
           f"--output {output_dir / 'report.html'}")
     return 0
+
+
+def _crossings(c: dict[str, Any]) -> str:
+    return (f"0.5: {c['res_0_5_nm']:6.2f} nm{' (Nyquist)' if c['res_0_5_reaches_nyquist'] else ''}"
+            f"   0.143: {c['res_0_143_nm']:6.2f} nm{' (Nyquist)' if c['res_0_143_reaches_nyquist'] else ''}")
 
 
 @app.command

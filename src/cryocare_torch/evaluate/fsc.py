@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from .shells import Binning, shell_frequencies, shell_sums
 
-Binning = Literal["linear", "nearest"]
 MaskSpec = torch.Tensor | np.ndarray | Literal["sphere", "box"] | None
 
 
@@ -65,13 +65,14 @@ class FSCResult:
         """``n_sigma / sqrt(n_voxels)`` per shell: |FSC| of pure noise stays below it."""
         return n_sigma / np.sqrt(np.maximum(self.n_voxels_per_shell, 1.0))
 
-    def _crossing(self, threshold: float) -> int | None:
+    def crossing_shell(self, threshold: float) -> int | None:
+        """The first shell (from 1) below ``threshold``, ``None`` when the curve stays above it."""
         below = ~(self.fsc[1:] >= threshold)  # NaN counts as below
         return int(np.argmax(below)) + 1 if below.any() else None
 
     def crosses(self, threshold: float) -> bool:
         """False when the curve stays above ``threshold`` up to the last shell."""
-        return self._crossing(threshold) is not None
+        return self.crossing_shell(threshold) is not None
 
     def resolution_at(self, threshold: float) -> float:
         """Resolution (nm) where the curve first drops below ``threshold``, interpolated linearly in
@@ -79,7 +80,7 @@ class FSCResult:
         resolution (Nyquist) is returned and :meth:`crosses` is False."""
         if not -1.0 < threshold < 1.0:
             raise ConfigError(f"FSC threshold must be between -1 and 1, got {threshold}")
-        i = self._crossing(threshold)
+        i = self.crossing_shell(threshold)
         if i is None:
             return self.nyquist_nm
         f0, f1 = self.frequency_per_nm[i - 1], self.frequency_per_nm[i]
@@ -159,33 +160,17 @@ def make_mask(shape: Sequence[int], mask: torch.Tensor | str, soft_edge: float =
     return _cosine(dist, soft_edge)
 
 
-def _shell_sums(fa: torch.Tensor, fb: torch.Tensor, shape: Sequence[int], binning: Binning,
-                n_shells: int) -> torch.Tensor:
-    """``(4, n_shells)`` weighted shell sums of Re(A B*), |A|^2, |B|^2 and full-space voxel counts,
-    accumulated slab by slab along axis 0 of the rfft arrays (bounded temporary memory)."""
-    dev, f64 = fa.device, torch.float64
-    f0 = torch.fft.fftfreq(shape[0], device=dev, dtype=f64)
-    fx = torch.fft.rfftfreq(shape[-1], device=dev, dtype=f64)
-    mult = torch.where((fx == 0) | (fx == 0.5), 1.0, 2.0)  # Hermitian partners of rfft columns
-    rest_sq = fx**2 if len(shape) == 2 else torch.fft.fftfreq(shape[1], device=dev, dtype=f64)[:, None] ** 2 + fx**2
-    sums = torch.zeros(4, n_shells + 1, dtype=f64, device=dev)  # last column collects what lies beyond
-    slab = max(1, 2**22 // max(1, fa[0].numel()))
-    for z0 in range(0, fa.shape[0], slab):
-        a, b = fa[z0 : z0 + slab], fb[z0 : z0 + slab]
-        coord = torch.sqrt(f0[z0 : z0 + slab].reshape(-1, *([1] * (a.ndim - 1))) ** 2 + rest_sq) * min(shape)
-        m = mult.expand_as(coord).flatten()
-        vals = torch.stack([(a * b.conj()).real, a.abs() ** 2, b.abs() ** 2]).to(f64).flatten(1)
-        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]]
-        if binning == "linear":  # teamtomo: each rfft voxel counted once, shared by two shells
-            lo = coord.floor()
-            parts = [(lo, 1.0 - (coord - lo), 1.0), (lo + 1.0, coord - lo, 1.0)]
-        else:
-            parts = [(torch.round(coord), torch.ones_like(coord), m)]
-        for idx, w, vw in parts:
-            idx, w = idx.clamp(max=n_shells).long().flatten(), w.flatten()
-            sums[:3].index_add_(1, idx, vals * (w * vw))
-            sums[3].index_add_(0, idx, w * m)
-    return sums[:, :n_shells]
+def _cross_and_powers(chunk: list[torch.Tensor]) -> torch.Tensor:
+    a, b = chunk
+    return torch.stack([(a * b.conj()).real, a.abs() ** 2, b.abs() ** 2])
+
+
+def checked_voxel_size(voxel_size: object) -> float:
+    """``voxel_size`` (Angstrom) as a float, or a :class:`ConfigError` when it is not a positive number."""
+    vs = float(voxel_size) if isinstance(voxel_size, (int, float, np.floating)) else math.nan
+    if not (math.isfinite(vs) and vs > 0):
+        raise ConfigError(f"voxel_size must be a positive number of Angstrom, got {voxel_size!r}")
+    return vs
 
 
 def fsc(
@@ -200,9 +185,7 @@ def fsc(
     faces). Both maps are multiplied by it. ``crop``: compute on a central box of that size (int or
     per-axis), e.g. to bound memory for large tomograms; the mask is cropped alike.
     """
-    vs = float(voxel_size) if isinstance(voxel_size, (int, float, np.floating)) else math.nan
-    if not (math.isfinite(vs) and vs > 0):
-        raise ConfigError(f"voxel_size must be a positive number of Angstrom, got {voxel_size!r}")
+    vs = checked_voxel_size(voxel_size)
     if binning not in ("linear", "nearest"):
         raise ConfigError(f"binning must be 'linear' or 'nearest', got {binning!r}")
     if soft_edge < 0:
@@ -229,9 +212,8 @@ def fsc(
         ta, tb = ta * w, tb * w
     n_shells = min(shape) // 2 + 1
     fa, fb = torch.fft.rfftn(ta), torch.fft.rfftn(tb)
-    num, pa, pb, count = _shell_sums(fa, fb, shape, binning, n_shells)
+    num, pa, pb, count = shell_sums([fa, fb], _cross_and_powers, shape, binning, n_shells)
     den = torch.sqrt(pa * pb)
     curve = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.zeros_like(num))
     curve[0] = 1.0
-    freq = np.arange(n_shells) / (min(shape) * vs / 10.0)  # Angstrom -> nm
-    return FSCResult(freq, curve.cpu().numpy(), count.cpu().numpy(), vs, shape, binning)
+    return FSCResult(shell_frequencies(shape, vs), curve.cpu().numpy(), count.cpu().numpy(), vs, shape, binning)

@@ -21,6 +21,7 @@ from matplotlib.patches import Rectangle
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
 from .fsc import FSCResult
+from .fsc_truth import TruthFSCEstimate
 
 if TYPE_CHECKING:  # matplotlib >= 3.9 names its rc keys
     from matplotlib.typing import RcKeyType
@@ -95,6 +96,19 @@ def plot_fsc(
     if title:
         ax.set_title(title)
     return _save(fig, path, overwrite)
+
+
+def plot_estimated_fsc_truth(estimate: TruthFSCEstimate, region: Sequence[Sequence[int]], path: str | Path, *,
+                             overwrite: bool = True) -> Path:
+    """The estimated FSC of the restoration against the truth beside the raw average's
+    ``sqrt(2 FSC / (1 + FSC))`` and, when known, the true FSC against the truth on the same region."""
+    curves = {"restoration vs truth, estimated from the halves": estimate.curve,
+              "raw average vs truth, sqrt(2F/(1+F)) of the raw halves": estimate.raw}
+    if estimate.true is not None:
+        curves["restoration vs truth, true (truth given)"] = estimate.true
+    where = ", ".join(f"{ax} {a}-{b}" for ax, (a, b) in zip("zyx", region, strict=True))
+    return plot_fsc(curves, path, title=f"FSC against the truth on the region never trained on ({where})",
+                    overwrite=overwrite)
 
 
 _AXES = {"xy": (0, ("x", "y")), "xz": (1, ("x", "z")), "yz": (2, ("y", "z"))}

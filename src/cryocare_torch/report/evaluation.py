@@ -4,8 +4,11 @@ Given the restored tomogram and its even/odd halves (and optionally the truth, l
 centres) :func:`evaluate_run` computes
 
 * FSC between the raw halves, between the restored halves (when ``predict --write-halves`` wrote
-  ``<stem>_even.mrc``/``<stem>_odd.mrc`` beside the restored file), and of the raw average and the
-  restored tomogram against the truth -- on the whole volumes, with a cosine-tapered box mask;
+  ``<stem>_even.mrc``/``<stem>_odd.mrc`` beside the restored file; not a resolution: one network trained
+  on both), and of the raw average and the restored tomogram against the truth -- on the whole volumes,
+  with a cosine-tapered box mask;
+* the FSC of the restoration against the truth *estimated from the halves alone* on the region the
+  network never trained on (:mod:`.truth_estimate`), with the true one there when a truth is given;
 * baselines (median, Gaussian, NAD; oracle-tuned with a truth, defaults without) and, with a truth,
   PSNR/SSIM/FSC-0.5 of raw average, baselines and restored -- on a central box (see
   :mod:`.scoring`);
@@ -37,7 +40,8 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError
 from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
 from ..evaluate.fsc import fsc
-from ..evaluate.plots import loss_curve, plot_fsc, slices_figure
+from ..evaluate.fsc_truth import RESTORED_HALVES_NOTE
+from ..evaluate.plots import loss_curve, plot_estimated_fsc_truth, plot_fsc, slices_figure
 from ..io.atomic import atomic_write_json, check_output
 from ..io.mrc import read_volume
 from ..logs import Log
@@ -45,10 +49,11 @@ from ..train.checkpoint import read_checkpoint
 from ..version import __version__
 from .inputs import RunInputs, find_model_dir, read_centres, restored_halves
 from .scoring import evaluation_box, parse_methods, run_baselines, score_rows
+from .truth_estimate import estimated_fsc_truth
 
 FORMAT = "cryocare-torch-evaluation"
 FILES = {"metrics": "metrics.json", "slices": "slices.png", "slices_baselines": "slices_baselines.png",
-         "fsc": "fsc.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
+         "fsc": "fsc.png", "fsc_truth": "fsc_truth.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
 RESTORED = "cryocare-torch"
 
 
@@ -182,11 +187,18 @@ def evaluate_run(
     t0 = time.perf_counter()
     say("FSC curves ...")
     curves = _fsc_curves(inputs, raw, e, o, restored, truth, voxel_size, opts.soft_edge)
-    del e, o
     seconds["fsc"] = time.perf_counter() - t0
     if "restored halves" not in curves:
         notes.append("No restored halves found (write them with 'cryocare predict --write-halves'); "
                      "the FSC between restored halves is not shown.")
+    t0 = time.perf_counter()
+    say("estimated FSC of the restoration against the truth ...")
+    truth_fsc, estimate, note = estimated_fsc_truth(
+        e, o, even=inputs.even, halves=restored_halves(inputs.restored), model_dir=inputs.model_dir, truth=truth,
+        voxel_size=voxel_size, soft_edge=opts.soft_edge, device=opts.device, log=say)
+    del e, o
+    seconds["estimated_fsc_truth"] = time.perf_counter() - t0
+    notes += [note] if note else []
 
     t0 = time.perf_counter()
     raw_b, restored_b = raw[box], restored[box]
@@ -213,6 +225,9 @@ def evaluate_run(
         figures["slices_baselines"] = FILES["slices_baselines"]
     plot_fsc(curves, output_dir / FILES["fsc"], overwrite=overwrite)
     figures["fsc"] = FILES["fsc"]
+    if estimate is not None and truth_fsc is not None:
+        plot_estimated_fsc_truth(estimate, truth_fsc["region"], output_dir / FILES["fsc_truth"], overwrite=overwrite)
+        figures["fsc_truth"] = FILES["fsc_truth"]
 
     downstream = None
     if inputs.labels is not None and inputs.centres is not None and opts.downstream_steps > 0:
@@ -233,7 +248,9 @@ def evaluate_run(
         "inputs": inputs.as_dict(), "shape": list(meta.shape), "voxel_size_angstrom": voxel_size,
         "box": {"start": [s.start for s in box], "shape": [s.stop - s.start for s in box]},
         "versions": versions(), "config": config, "training": training,
-        "fsc": {name: c.to_dict() for name, c in curves.items()},
+        "fsc": {name: c.to_dict() | ({"note": RESTORED_HALVES_NOTE} if name == "restored halves" else {})
+                for name, c in curves.items()},
+        "estimated_fsc_truth": truth_fsc,
         "quality": quality,
         "baselines": {b.label: {"method": b.method, "params": b.params, "tuned": b.tuned,
                                 "description": b.describe(), "seconds": b.seconds} for b in baselines},

@@ -114,11 +114,31 @@ def _res(curve: Mapping[str, Any], key: str) -> str:
 
 
 def fsc_table(curves: Mapping[str, Mapping[str, Any]]) -> str:
-    rows: list[list[Cell]] = [[escape(name), _res(c, "0_5"), _res(c, "0_143")] for name, c in curves.items()]
+    rows: list[list[Cell]] = [[escape(name) + (" <span class=flag>(not a resolution)</span>" if c.get("note") else ""),
+                               _res(c, "0_5"), _res(c, "0_143")] for name, c in curves.items()]
     if not rows:
         return '<p class="note">no FSC computed</p>'
     classes = ["ours" if OURS in name or "restored" in name else "" for name in curves]
-    return table(["comparison", "FSC = 0.5 (nm)", "FSC = 0.143 (nm)"], rows, numeric=(1, 2), row_classes=classes)
+    notes = "".join(f'<p class="note">{escape(name)}: {escape(str(c["note"]))}</p>' for name, c in curves.items()
+                    if c.get("note"))
+    return table(["comparison", "FSC = 0.5 (nm)", "FSC = 0.143 (nm)"], rows, numeric=(1, 2),
+                 row_classes=classes) + notes
+
+
+def estimate_table(est: Mapping[str, Any]) -> str:
+    """Crossings of the estimated FSC against the truth (and of the raw average, and the true one when known)."""
+    rows: list[list[Cell]] = [[f"{OURS} vs truth, estimated from the halves", _res(est, "0_5"), _res(est, "0_143")]]
+    rows.append(["raw average vs truth, sqrt(2F/(1+F))", fmt(est.get("raw_average_res_0_5_nm"), 2),
+                 fmt(est.get("raw_average_res_0_143_nm"), 2)])
+    if est.get("true_res_0_5_nm") is not None:
+        rows.append([f"{OURS} vs truth, true (same region)", fmt(est.get("true_res_0_5_nm"), 2),
+                     fmt(est.get("true_res_0_143_nm"), 2)])
+    region = " x ".join(f"{a}-{b}" for a, b in est.get("region") or [])
+    notes = [f"Region (z x y x x voxels): {region}; {est.get('region_source', '')}."]
+    notes += [str(w) for w in est.get("warnings") or []]
+    return (table(["comparison", "FSC = 0.5 (nm)", "FSC = 0.143 (nm)"], rows, numeric=(1, 2),
+                  row_classes=["ours", "", ""][: len(rows)])
+            + "".join(f'<p class="note">{escape(n)}</p>' for n in notes))
 
 
 def downstream_table(downstream: Mapping[str, Any]) -> str:
