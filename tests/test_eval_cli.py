@@ -50,6 +50,10 @@ def test_fsc_of_independent_noise_crosses_and_mask_crop_options(tmp_path: Path,
     code = main(["fsc", str(a), str(b), "--mask", str(mask), "--soft-edge", "2", "--crop", "16", "--voxel-size", "5"])
     out = capsys.readouterr().out
     assert code == 0 and "Nyquist 1 nm" in out and out.count("reaches Nyquist") == 0, out
+    assert "not a resolution" not in out
+    ra, rb = (_volume(tmp_path, f"restored_{h}.mrc") for h in ("even", "odd"))
+    assert main(["fsc", str(ra), str(rb)]) == 0
+    assert "not a resolution" in capsys.readouterr().out  # halves restored by one network: said so
 
 
 def test_baseline_keeps_voxel_size_and_origin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -155,7 +155,9 @@ class PredictConfig(_Section):
     device: DeviceName = Field("auto", description="auto, cpu, cuda or cuda:N.")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
     write_halves: bool = Field(
-        False, description="Also write the two restored halves (<output>_even/_odd) for half-map FSC."
+        False,
+        description="Also write the two restored halves (<output>_even/_odd); their FSC is not a resolution (one "
+        "network made both); 'cryocare evaluate --model' estimates the FSC against the truth from them.",
     )
     normalization: Literal["input", "checkpoint"] = Field(
         "input",

@@ -61,7 +61,7 @@ class PredictOptions:
     memory_budget: float | None = None
     "Memory (GB) for tiles and activations during prediction (default 1)."
     write_halves: bool = False
-    "Also write the restored even and odd halves (OUTPUT_even.mrc, OUTPUT_odd.mrc) for half-map FSC."
+    "Also write the restored halves (OUTPUT_even/_odd.mrc); their FSC is not a resolution (one network made both)."
 
 
 @Parameter(name="*", group=G_RUNTIME)

@@ -89,7 +89,7 @@ def _crop(vol: np.ndarray, ranges: Ranges) -> np.ndarray:
     return np.ascontiguousarray(vol[tuple(slice(a, b) for a, b in ranges)])
 
 
-def _predicted_halves(model_dir: Path, e: np.ndarray, o: np.ndarray, region: UnseenRegion,
+def predicted_halves(model_dir: Path, e: np.ndarray, o: np.ndarray, region: UnseenRegion,
                       device: str) -> tuple[np.ndarray, np.ndarray]:
     """``f(e)``, ``f(o)`` on the region, predicted with half a patch of context around it."""
     from ..predict.arrays import predict_pair_arrays
@@ -118,7 +118,7 @@ def estimated_fsc_truth(
         fe, fo = (_crop(read_volume(p)[0], region.ranges) for p in halves)
     elif model_dir is not None and (model_dir / "best.pt").is_file():
         log(f"predicting the restored halves on the region {region.ranges} for the estimated FSC against the truth")
-        fe, fo = _predicted_halves(model_dir, e, o, region, device)
+        fe, fo = predicted_halves(model_dir, e, o, region, device)
     else:
         return None, None, ("The estimated FSC against the truth needs the restored halves ('cryocare predict "
                             "--write-halves') or the model folder (--model); neither was found.")
