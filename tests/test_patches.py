@@ -105,6 +105,13 @@ def test_validation_slab_is_cut_along_y(shape: tuple[int, int, int], expected: t
     assert split_regions(shape, (16, 16, 16), 0.1) == expected
 
 
+def test_resuming_an_older_checkpoint_keeps_its_validation_slab() -> None:
+    e, o = _pair((16, 32, 48))
+    kw = {"ndim": 3, "patch_size": 16, "n_patches": 20, "val_fraction": 0.1, "seed": 0}
+    assert build_patch_data([(e, o)], **kw).val_regions == [Region(1, 16, 32)]
+    assert build_patch_data([(e, o)], **kw, legacy_split=True).val_regions == [Region(2, 32, 48)]  # longer x
+
+
 def _boxes_overlap(a: np.ndarray, b: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
     """Pairwise overlap of boxes with corners ``a`` (n, 3) and ``b`` (m, 3)."""
     p = np.array(patch)

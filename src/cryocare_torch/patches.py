@@ -116,6 +116,11 @@ def pooled_statistics(stats: Sequence[PairStats]) -> tuple[float, float]:
     return mean, var**0.5
 
 
+def legacy_axes(shape: Sequence[int]) -> tuple[int, int]:
+    """The validation-slab axes tried by checkpoints written before 12/2026: the longer of y and x first."""
+    return (1, 2) if shape[1] >= shape[2] else (2, 1)
+
+
 def split_regions(
     shape: tuple[int, int, int], patch: tuple[int, int, int], val_fraction: float, name: str = "input",
     axes: Sequence[int] = (1, 2),
@@ -297,9 +302,11 @@ def build_patch_data(
     names: Sequence[str] | None = None,
     stats: Sequence[PairStats] | None = None,
     cache_gb: float = 2.0,
+    legacy_split: bool = False,
 ) -> PatchData:
     """Sample ``n_patches`` pairs from every input pair (``val_fraction`` of them from its validation
-    region). ``stats`` (e.g. from a checkpoint) skips the statistics pass; ``masks`` is one per pair."""
+    region). ``stats`` (e.g. from a checkpoint) skips the statistics pass; ``masks`` is one per pair.
+    ``legacy_split``: validation slabs as checkpoints before 12/2026 cut them (resuming one of those)."""
     names = list(names) if names is not None else [f"pair {i}" for i in range(len(pairs))]
     masks = list(masks) if masks is not None else [None] * len(pairs)
     patch = patch_shape(ndim, patch_size)
@@ -310,7 +317,8 @@ def build_patch_data(
     tr_idx, va_idx, va_regions = [], [], []
     for k, ((ev, _), mask, nm) in enumerate(zip(vols, masks, names, strict=True)):
         rng = np.random.default_rng([seed, k, 3])
-        tr_region, va_region = split_regions(ev.shape, patch, val_fraction, nm)
+        axes = legacy_axes(ev.shape) if legacy_split else (1, 2)
+        tr_region, va_region = split_regions(ev.shape, patch, val_fraction, nm, axes)
         va_regions.append(va_region)
         tr = sample_starts(ev.shape, patch, tr_region, n_patches - n_val, rng, mask, f"mask of {nm}")
         tr_idx.append(np.column_stack([np.full(len(tr), k), tr]))

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CheckpointError
 from ..evaluate.fsc_truth import TruthFSCEstimate, estimate_fsc_truth
 from ..io.mrc import read_volume
-from ..patches import patch_shape, region_ranges, split_regions
+from ..patches import legacy_axes, patch_shape, region_ranges, split_regions
 from ..train.checkpoint import checkpoint_file, load_checkpoint, read_checkpoint
 
 Ranges = list[list[int]]
@@ -77,8 +77,8 @@ def unseen_region(model_dir: Path | None, even: Path, shape: tuple[int, ...]) ->
     if size is None or frac <= 0:
         return _whole(shape, True, "whole volume (the model was trained without a validation region)", norm)
     shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
-    legacy = sorted((1, 2), key=lambda a: (-shape3[a], a))  # the rule before 12/2026: the longer axis first
-    _, val = split_regions(shape3, patch_shape(int(raw.get("ndim", 3)), int(size)), frac, str(even), axes=legacy)
+    _, val = split_regions(shape3, patch_shape(int(raw.get("ndim", 3)), int(size)), frac, str(even),
+                           legacy_axes(shape3))
     if val is None:
         return _whole(shape, True, "whole volume (the model was trained without a validation region)", norm)
     return UnseenRegion(region_ranges(shape3, val), False, "validation slab recomputed from the checkpoint's "

@@ -100,6 +100,7 @@ def train(
         names=[p.name for p in opened],
         stats=stored_stats(raw, opened, out) if raw is not None else None,
         cache_gb=pc.cache_gb,
+        legacy_split=raw is not None and not all("validation_region" in p for p in raw["normalization"]["pairs"]),
     )
     norm = normalization_dict(data.stats, opened, data.val_regions)
     with session(tc.device, tc.num_threads, log) as ranks:  # torchrun's process group; CPU threads
