@@ -40,13 +40,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from cryocare_torch import api
 from cryocare_torch.config import CryocareConfig, SimulateConfig
 from cryocare_torch.evaluate.fsc import fsc
 from cryocare_torch.evaluate.fsc_truth import TruthFSCEstimate, estimate_fsc_truth
 from cryocare_torch.io.mrc import read_volume, write_volume
 from cryocare_torch.report.truth_estimate import UnseenRegion, predicted_halves, unseen_region
 from cryocare_torch.simulate import write_dataset
+from cryocare_torch.workflows import api
 
 SOFT_EDGE = 6.0
 

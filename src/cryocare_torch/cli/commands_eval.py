@@ -18,6 +18,7 @@ from ..io.halves import validate_pairs
 from ..io.mrc import read_meta, read_volume, write_volume
 from ..logs import log_stderr as _log
 from ..report import EvalOptions, RunInputs, build_report, evaluate_run
+from ..report.collect import mrc_role
 from ..runtime import set_threads
 from .app import app
 
@@ -119,8 +120,6 @@ def fsc(
     for path in (json, csv, plot):
         if path is not None:
             print(f"wrote {path}")
-    from ..report.collect import mrc_role
-
     if {mrc_role(a), mrc_role(b)} & {"restored", "restored_half"}:
         print("note: if these are halves restored by one network trained on both, their FSC is not a resolution "
               "(it stays high even on pure noise); 'cryocare evaluate --model' estimates the FSC against the truth")

@@ -24,6 +24,7 @@ from ..errors import CheckpointError
 from ..evaluate.fsc_truth import TruthFSCEstimate, estimate_fsc_truth
 from ..io.mrc import read_volume
 from ..patches import legacy_axes, patch_shape, region_ranges, split_regions
+from ..predict.arrays import predict_pair_arrays
 from ..train.checkpoint import checkpoint_file, load_checkpoint, read_checkpoint
 
 Ranges = list[list[int]]
@@ -92,8 +93,6 @@ def _crop(vol: np.ndarray, ranges: Ranges) -> np.ndarray:
 def predicted_halves(model_dir: Path, e: np.ndarray, o: np.ndarray, region: UnseenRegion,
                       device: str) -> tuple[np.ndarray, np.ndarray]:
     """``f(e)``, ``f(o)`` on the region, predicted with half a patch of context around it."""
-    from ..predict.arrays import predict_pair_arrays
-
     ck = load_checkpoint(checkpoint_file(model_dir), device="cpu")
     margin = int(ck.config.patches.patch_size or 32) // 2
     outer = [[max(0, a - margin), min(n, b + margin)] for (a, b), n in zip(region.ranges, e.shape, strict=True)]
