@@ -77,11 +77,54 @@ def test_imod_unsigned_bytes_are_not_wrapped(tmp_path: Path) -> None:
     data = np.arange(5 * 6 * 9, dtype=np.int64).reshape(5, 6, 9) % 256
     unsigned = raw_mrc(tmp_path / "trimvol.mrc", data.astype(np.uint8), imod_flags=0)  # bit 0 clear: unsigned
     signed = raw_mrc(tmp_path / "signed.mrc", data.astype(np.uint8), imod_flags=1)  # bit 0 set: signed
-    plain = raw_mrc(tmp_path / "mrc2014.mrc", data.astype(np.uint8))  # no IMOD stamp: MRC2014 signed
+    # no IMOD stamp, header min/max of the signed values (-128/127): IMOD reads it signed, as MRC2014 says
+    plain = raw_mrc(tmp_path / "mrc2014.mrc", data.astype(np.uint8).view(np.int8))
     assert read_volume(unsigned)[0].max() == 255 and np.array_equal(read_volume(unsigned)[0], data)
     assert np.array_equal(read_slab(unsigned, read_meta(unsigned), 2, 4), data[2:4])
     wrapped = np.where(data > 127, data - 256, data)
     assert np.array_equal(read_volume(signed)[0], wrapped) and np.array_equal(read_volume(plain)[0], wrapped)
+
+
+# IMOD's rule without the stamp (libcfshr/b3dutil.c, readBytesSigned), written out from its source:
+#   dmin < 0 and dmax < 128 -> signed; dmin >= 0 and dmax >= 128 -> unsigned;
+#   dmin < 0 and dmax >= 128 -> signed if -dmin > dmax - 128; dmin >= 0 and dmax < 128 -> unsigned.
+@pytest.mark.parametrize(("dmin", "dmax", "signed"), [
+    (141.0, 163.0, False),  # the TILT/COMBINEFFT/WARPVOL tomogram of issue 12
+    (0.0, 255.0, False), (-128.0, 127.0, True), (-3.0, 100.0, True), (12.0, 100.0, False),
+    (-100.0, 200.0, True), (-20.0, 200.0, False), (-72.0, 200.0, False), (-73.0, 200.0, True),
+])
+def test_bytes_without_imod_stamp_follow_imods_min_max_rule(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                           dmin: float, dmax: float, signed: bool) -> None:
+    stored = np.array([0, 1, 127, 128, 141, 200, 255], dtype=np.uint8).reshape(1, 1, 7)
+    p = raw_mrc(tmp_path / f"b{dmin:g}_{dmax:g}.mrc", stored)
+    blob = bytearray(p.read_bytes())
+    struct.pack_into("<2f", blob, 76, dmin, dmax)  # only the header's evidence changes, not the bytes
+    p.write_bytes(bytes(blob))
+    expected = [0, 1, 127, -128, -115, -56, -1] if signed else [0, 1, 127, 128, 141, 200, 255]
+    with caplog.at_level(logging.WARNING, logger="cryocare_torch.io.mrc"):
+        assert read_volume(p)[0].ravel().tolist() == expected
+    lines = [r.getMessage() for r in caplog.records if "mode 0" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {p}:")
+    assert ("signed bytes (-128..127)" if signed else "unsigned bytes (0..255)") in lines[0]
+    assert f"{dmin:g}/{dmax:g}" in lines[0]
+
+
+def test_issue_12_imod_tomogram_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Mode 0, no ``MAP `` ID, machine stamp 0, no imodStamp, min/max 141/163, labels from TILT/COMBINEFFT/WARPVOL."""
+    data = np.random.default_rng(3).integers(141, 164, (6, 10, 12)).astype(np.uint8)
+    data.flat[0], data.flat[1] = 141, 163
+    labels = ("TILT: Tomographic reconstruction", "COMBINEFFT: Combined FFTs", "WARPVOL: warped volume")
+    p = raw_mrc(tmp_path / "full.rec", data, map_id=b"\0\0\0\0", machst=b"\0\0\0\0", labels=labels)
+    blob = bytearray(p.read_bytes())  # IMOD's old-style origin: x at 212, y at 216, z at 208 (mrcfiles.c)
+    struct.pack_into("<3f", blob, 208, -30.0, 10.0, 20.0)
+    p.write_bytes(bytes(blob))
+    meta = read_meta(p)
+    assert meta.dtype == "|u1" and meta.origin == pytest.approx((10.0, 20.0, -30.0)) and meta.labels == labels
+    out = tmp_path / "g.mrc"
+    assert main(["baseline", str(p), "--method", "gaussian", "--sigma", "1.0", "--output", str(out),
+                 "--threads", "1"]) == 0
+    g, _ = read_volume(out)
+    assert 141.0 <= float(g.min()) and float(g.max()) <= 163.0  # was -115..-93 read as signed
 
 
 @pytest.mark.parametrize("mapcrs", [(2, 1, 3), (3, 2, 1), (3, 1, 2), (1, 3, 2)])

@@ -24,7 +24,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 
 from ..errors import DataError, InputFileError
 from .atomic import atomic_path, check_output, temporary_sibling
-from .mrc_header import HEADER_BYTES, axis_permutation, data_dtype, open_header
+from .mrc_header import HEADER_BYTES, axis_permutation, data_dtype, open_header, origin_xyz
 
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 _LABEL = "cryocare-torch"
@@ -111,7 +111,7 @@ def read_meta(path: str | Path) -> VolumeMeta:
     nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
     if min(nx, ny, nz) <= 0:
         raise InputFileError(f"header has non-positive dimensions nx={nx} ny={ny} nz={nz}", p)
-    dtype = data_dtype(h)
+    dtype = data_dtype(h, p)
     offset = HEADER_BYTES + int(h.nsymbt)
     need = offset + nx * ny * nz * dtype.itemsize
     if size < need:
@@ -134,7 +134,7 @@ def read_meta(path: str | Path) -> VolumeMeta:
     return VolumeMeta(
         shape=shape,
         voxel_size=voxel,
-        origin=_finite_xyz(h.origin.x, h.origin.y, h.origin.z),
+        origin=_finite_xyz(*origin_xyz(h)),
         start=(int(h.nxstart), int(h.nystart), int(h.nzstart)),
         mode=mode,
         is_stack=is_stack,
