@@ -126,14 +126,46 @@ def test_xf_roundtrip_restores_aligned_views() -> None:
     assert float(err) < 0.01 * float(aligned.max())
 
 
-def test_xf_convention_about_image_centre() -> None:
-    # newstack: centre at (nx/2, ny/2) in 0-based indices; X' = A (X - c) + d + c
-    img = torch.zeros(1, 8, 10)
-    img[0, 4, 7] = 1.0  # (X, Y) = (7, 4) is (+2, 0) from the centre (5, 4)
-    rot = apply_xf(img, make_xf(90.0), mode="bilinear", fill=0.0)
-    assert torch.nonzero(rot[0] > 0.5).tolist() == [[6, 5]]  # (+2, 0) -> (0, +2): X = 5, Y = 6
-    shifted = apply_xf(img, make_xf(0.0, (-3.0, 1.0)), mode="bilinear", fill=0.0)
-    assert torch.nonzero(shifted[0] > 0.5).tolist() == [[5, 4]]  # DX, DY added after the matrix
+def _newstack_position(xf: list[float], x: float, y: float, nx: int, ny: int) -> tuple[float, float]:
+    """Where ``newstack -xform`` puts the raw pixel ``(x, y)`` (0-based indices), from IMOD's own formula.
+
+    IMOD ``libcfshr/cubinterp.c`` (doc comment): ``Xo = a11 (Xi - Xc) + a12 (Yi - Yc) + nxb/2 + xt`` (and the same
+    for Y), "where Xi is a coordinate running from 0 at the left edge of the first pixel to nxa at the right
+    edge of the last pixel"; ``flib/image/newstack.f90`` calls it with ``Xc = nx / 2.``, ``Yc = ny / 2.`` and
+    ``xt, yt`` = the .xf line's DX, DY (same-size output). Pixel index ``i`` spans ``[i, i + 1]`` in those
+    coordinates, so its centre is at ``Xi = i + 0.5``.
+    """
+    a11, a12, a21, a22, dx, dy = xf
+    xi, yi = x + 0.5, y + 0.5
+    xo = a11 * (xi - nx / 2) + a12 * (yi - ny / 2) + nx / 2 + dx
+    yo = a21 * (xi - nx / 2) + a22 * (yi - ny / 2) + ny / 2 + dy
+    return xo - 0.5, yo - 0.5
+
+
+@pytest.mark.parametrize("shape", [(64, 80), (63, 81)])
+@pytest.mark.parametrize("xf_line", [
+    [0.0698, -0.9976, 0.9976, 0.0698, 1.5, -2.0],  # an etomo-like ~86 degree rotation with a shift
+    [-0.0523, 1.0188, -1.0188, -0.0523, 0.0, 0.0],  # -93 degrees, magnification 1.02
+    [1.0, 0.0, 0.0, 1.0, -3.25, 0.75],  # pure shift
+])
+def test_xf_moves_a_point_where_newstack_puts_it(shape: tuple[int, int], xf_line: list[float]) -> None:
+    ny, nx = shape
+    x0, y0 = 45.3, 27.6  # a sub-pixel Gaussian blob in the raw image
+    yy, xx = torch.meshgrid(torch.arange(ny, dtype=torch.float64), torch.arange(nx, dtype=torch.float64),
+                            indexing="ij")
+    raw = torch.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 2.0**2))
+    a11, a12, a21, a22, dx, dy = xf_line
+    # bilinear: its weights reproduce a linear function, so the centroid is unbiased (cubic kernels with
+    # a = -0.75 (torch) or -1 (IMOD) shift a blob's centroid by up to ~0.04 px at fractional offsets)
+    out = apply_xf(raw, torch.tensor([[a11, a12, dx], [a21, a22, dy]]), fill=0.0, mode="bilinear")
+    mass = out.sum()
+    got = (float((out * xx).sum() / mass), float((out * yy).sum() / mass))
+    expected = _newstack_position(xf_line, x0, y0, nx, ny)
+    assert got == pytest.approx(expected, abs=0.01)
+    # the mistake this test names: rotating about nx/2 (0-based) moves the point by (I - A)(0.5, 0.5)
+    wrong = (expected[0] + 0.5 * (1 - a11 - a12), expected[1] + 0.5 * (1 - a21 - a22))
+    if math.hypot(wrong[0] - expected[0], wrong[1] - expected[1]) > 0.1:
+        assert math.hypot(got[0] - wrong[0], got[1] - wrong[1]) > 0.1
 
 
 def test_xf_algebra() -> None:

@@ -7,12 +7,16 @@ matrix::
 
     X' = A11 (X - Xc) + A12 (Y - Yc) + DX + Xc'        Y' = A21 (X - Xc) + A22 (Y - Yc) + DY + Yc'
 
-with ``X`` the column and ``Y`` the row (file line) index. Evidence: the IMOD man page of
-``xf2rotmagstr`` states exactly this form ("x, y is the original position, x', y' is the position in
-the transformed image, xci, yci is the center of input images"), and ``libcfshr/cubinterp.c`` (the
-interpolator behind ``newstack``) implements ``Xo = a11(Xi - Xc) + a12(Yi - Yc) + NXB/2 + XT`` with 1-based
-indices, ``newstack.f90`` passing ``Xc = nx/2.`` (and ``xt = DX``): in 0-based indices the centre of an
-image of ``nx`` columns is ``nx / 2`` (the pixel just past the middle for even sizes), used here.
+with ``X`` the column and ``Y`` the row (file line) index, both 0-based, and the centres ``Xc = (nx - 1) / 2``,
+``Yc = (ny - 1) / 2`` (the middle of the image: between the two central pixels for even sizes). Evidence: the
+IMOD man page of ``xf2rotmagstr`` states this form ("x, y is the original position, x', y' is the position in
+the transformed image, xci, yci is the center of input images"); ``libcfshr/cubinterp.c`` (the interpolator
+behind ``newstack``) implements ``Xo = a11(Xi - Xc) + a12(Yi - Yc) + NXB/2 + XT`` where, in its own words,
+"Xi is a coordinate running from 0 at the left edge of the first pixel to nxa at the right edge of the last
+pixel", and ``newstack.f90`` passes ``Xc = nxbin / 2.``: the edge-based centre ``nx / 2`` is the 0-based pixel
+index ``nx / 2 - 0.5 = (nx - 1) / 2`` (its inner loop maps output pixel ``ix`` (1-based) to
+``a11 (ix - nxb/2 - xt - 0.5) + ... + xc + 0.5``, 1-based). ``DX, DY`` are the shift in output pixels added
+after the matrix.
 Positions outside the raw image are filled with the view's mean, as ``newstack`` does.
 
 :func:`invert_xf` and :func:`compose_xf` follow ``xfinverse`` and ``xfproduct`` (``compose_xf(a, b)``
@@ -86,7 +90,7 @@ def compose_xf(first: XfLike, second: XfLike) -> Tensor:
 def _source_grid(xf: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
     """Raw-image positions ``(x, y)`` (0-based, float64) sampled by each aligned pixel, each ``(h, w)``."""
     inv = invert_xf(xf)[0]
-    cx, cy = w / 2.0, h / 2.0
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0  # IMOD's centre, see the module docstring
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64) - cy,
                             torch.arange(w, dtype=torch.float64) - cx, indexing="ij")
     xs = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] + cx
