@@ -65,8 +65,10 @@ def test_mismatched_halves_exit_4(tmp_path: Path, cli) -> None:
 
 
 def test_output_equal_to_input_refused(tmp_path: Path, cli) -> None:
-    e = write_volume(tmp_path / "e.mrc", np.zeros((8, 16, 16), np.float32), voxel_size=5.0)
-    o = write_volume(tmp_path / "o.mrc", np.zeros((8, 16, 16), np.float32), voxel_size=5.0)
+    rng = np.random.default_rng(0)
+    sig = rng.normal(size=(8, 16, 16)).astype(np.float32)  # a usable pair: the output check is what refuses
+    e = write_volume(tmp_path / "e.mrc", sig + rng.normal(size=sig.shape).astype(np.float32), voxel_size=5.0)
+    o = write_volume(tmp_path / "o.mrc", sig + rng.normal(size=sig.shape).astype(np.float32), voxel_size=5.0)
     before = e.read_bytes()
     proc = cli("denoise", "--even", str(e), "--odd", str(o), "--output", str(e), "--overwrite")
     assert proc.returncode == 5

@@ -63,7 +63,10 @@ def test_baseline_keeps_voxel_size_and_origin(tmp_path: Path, capsys: pytest.Cap
     assert read_meta(out).voxel_size == pytest.approx((7.5, 7.5, 7.5))
     vol, _ = read_volume(out)
     assert vol.shape == (12, 20, 20) and vol.std() < read_volume(src)[0].std()
-    even, odd = _volume(tmp_path, "t_even.mrc", (12, 20, 20), 4.0), _volume(tmp_path, "t_odd.mrc", (12, 20, 20), 4.0)
+    rng = np.random.default_rng(2)
+    sig = rng.normal(size=(12, 20, 20)).astype(np.float32)  # one signal, independent noise: a usable pair
+    even, odd = (write_volume(tmp_path / n, sig + rng.normal(size=sig.shape).astype(np.float32), voxel_size=4.0)
+                 for n in ("t_even.mrc", "t_odd.mrc"))
     for method, extra in (("gaussian", ["--sigma", "1.5"]), ("nad", ["--iterations", "2"])):
         dst = tmp_path / f"{method}.mrc"
         code = main(["baseline", "--even", str(even), "--odd", str(odd), "--method", method, "--output", str(dst),

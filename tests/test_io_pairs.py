@@ -15,7 +15,8 @@ from cryocare_torch.io.pairs import PairSpec, find_pairs
 
 def _vol(path: Path, shape: tuple[int, ...] = (2, 4, 4), voxel: float = 5.0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_volume(path, np.zeros(shape, np.float32), voxel_size=voxel)
+    seed = sum(path.name.encode())  # a different noise per file: halves of a pair are not identical
+    return write_volume(path, np.random.default_rng(seed).normal(size=shape).astype(np.float32), voxel_size=voxel)
 
 
 def _names(pairs: list[PairSpec]) -> list[tuple[str, str, str]]:

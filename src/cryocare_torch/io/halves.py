@@ -8,7 +8,8 @@ two halves match.
   pair's output name) and the report's file roles all use this one list.
 * Match (:func:`check_halves`): two different files of the same shape and, where both headers carry one,
   the same voxel size (within 0.1%). :func:`validate_pairs` (train, predict, batch, watch, report),
-  :func:`check_pair_compatible` (``prepare halves``) and training's array pairs all apply it.
+  :func:`check_pair_compatible` (``prepare halves``) and training's array pairs all apply it; the files'
+  content is checked there too (:mod:`cryocare_torch.io.pair_checks`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 
 from ..errors import ConfigError, DataError
 from .mrc import VolumeMeta, read_meta
+from .pair_checks import check_pair_content
 
 EVEN_MARKERS = ("even", "evn", "half1", "half_1", "half-1")
 ODD_MARKERS = ("odd", "half2", "half_2", "half-2")
@@ -97,9 +99,12 @@ def header_voxel(meta: VolumeMeta) -> tuple[float, ...] | None:
 
 
 def check_pair_compatible(even: str | Path, odd: str | Path) -> VolumeMeta:
-    """:func:`check_halves` on two files' headers; returns the even half's meta."""
+    """:func:`check_halves` on two files' headers, then whether their data can be a Noise2Noise pair
+    (:func:`~cryocare_torch.io.pair_checks.check_pair_content`: dead half, identical data, shared noise, two
+    different objects); returns the even half's meta."""
     me, mo = read_meta(even), read_meta(odd)
     check_halves(even, odd, me.shape, mo.shape, header_voxel(me), header_voxel(mo))
+    check_pair_content(Path(even), Path(odd))
     return me
 
 

@@ -1,19 +1,30 @@
 """Real-space weighted back-projection (WBP) of a tilt series, IMOD ``tilt`` geometry, y-chunked.
 
-For every view the rows are R-weighted along ``x`` (Ram-Lak ramp built from its spatial kernel, as in Kak &
-Slaney, on rows padded to at least twice their length with their edge values), optionally rolled off
-above a cutoff like IMOD's ``RADIAL cutoff falloff`` (default ``0.35 0.035`` cycles/pixel, Gaussian with
-true sigma), multiplied by the angular interval the view represents (radians, see
+For every view the rows are R-weighted along ``x`` as IMOD's ``tilt`` does (``flib/tilt/tilt.f90``):
+
+* each row is padded as in ``tilt``'s main program (``npad = min(50, 2 max(8, nx / 20))``, length
+  ``niceframe(2 ((nx + npad) / 2), 2, 19)``) with a linear taper from the mean of its last 3 pixels to the
+  mean of its first 3 (``taperEndToStart``), so the FFT sees a smooth periodic row;
+* the weighting is ``RADWT``'s: at 0-based frequency index ``k`` of the padded row, ``0.2`` at ``k = 0``
+  ("what Kak and Slaney's weighting function gives at 0"), ``k`` up to ``irmax - 1``, then
+  ``(irmax - 1) exp(-((k + 1 - irmax) / ifall)^2)`` (:func:`ramp_filter`), with ``irmax``, ``ifall`` from
+  ``RADIAL cutoff falloff`` (default ``0.35 0.035`` cycles/pixel, etomo's; ``None``: the ramp to Nyquist,
+  tilt's own default) exactly as ``tilt`` converts them; the response is divided by the padded length
+  so that it is ``~|f|`` in cycles/pixel;
+* rays that leave the detector get ``tilt``'s ``edgeFill``: the stack mean times the zero-frequency weight
+  (what a view at the stack mean gives after filtering), not the edge pixel.
+
+The rows are then multiplied by the angular interval the view represents (radians, see
 :func:`cryocare_torch.tomo.geometry.angular_intervals`) and back-projected along the rays of
-:mod:`cryocare_torch.tomo.projector` (``u = x cos + z sin`` about the centres) with linear
-interpolation; outside the detector the edge value is used. The sum approximates
-``f = integral_0^pi (p_theta * ramp) d theta``, so ``WBP(project(V)) ~ V`` in amplitude for a full
-angular range, and uneven or decimated tilt sets are weighted by the angle each view covers.
+:mod:`cryocare_torch.tomo.projector` (``u = x cos + z sin`` about the centres) with linear interpolation.
+The sum approximates ``f = integral_0^pi (p_theta * ramp) d theta``, so ``WBP(project(V)) ~ V`` in
+amplitude for a full angular range, and uneven or decimated tilt sets are weighted by the angle each view
+covers.
 
 Rows (``y``) are independent: memory is bounded by a chunk of rows; chunked and whole results agree to
 float32 rounding (the sparse kernel's summation order may depend on the chunk's row count). The
-interpolation weights form one sparse CSR matrix ``(d * w, n * det)`` shared by all rows
-(split into z-blocks and rebuilt per chunk when it would exceed 512 MiB).
+interpolation weights form one sparse CSR matrix ``(d * w, n * (det + 1))`` shared by all rows (the extra
+column per view holds the fill; split into z-blocks and rebuilt per chunk when it would exceed 512 MiB).
 """
 
 from __future__ import annotations
@@ -24,8 +35,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy.fft import next_fast_len
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -44,39 +53,74 @@ _CACHE_NNZ = 64 * 2**20  # 8 bytes per entry: 512 MiB
 _BLOCK_NNZ = 8 * 2**20
 
 
-def ramp_filter(n_pad: int, *, radial: Radial = IMOD_RADIAL, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Real frequency response ``(n_pad // 2 + 1,)`` of the Ram-Lak ramp, with IMOD-style roll-off.
+def imod_pad_length(nx: int) -> int:
+    """``tilt``'s padded row length for ``nx`` pixels: ``niceframe(2 ((nx + npad) / 2), 2, 19)``."""
+    n = 2 * ((nx + min(50, 2 * max(8, nx // 20))) // 2)
+    while True:
+        m = n
+        for p in (2, 3, 5, 7, 11, 13, 17, 19):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 2
 
-    The ramp is the DFT of the spatial kernel ``h(0) = 1/4``, ``h(k) = -1/(pi k)^2`` for odd ``k``, which
-    gives the discrete DC term right. ``radial = (cutoff, sigma)`` in cycles/pixel keeps the ramp's value at
-    ``cutoff`` beyond it, times ``exp(-(f - cutoff)^2 / (2 sigma^2))``; ``None`` keeps the ramp to Nyquist.
+
+def _imod_index(value: float, nx: int, stretch: float) -> int:
+    """``tilt``'s ``irmax = rrmax; if (irmax == 0) irmax = nx * rrmax`` (integer truncation), then stretched."""
+    i = int(value) if value >= 1 else int(nx * value)
+    return int(math.floor(i * stretch + 0.5))  # Fortran nint
+
+
+def ramp_filter(n_pad: int, *, radial: Radial = IMOD_RADIAL, nx: int | None = None,
+                dtype: torch.dtype = torch.float64) -> Tensor:
+    """IMOD ``tilt``'s radial weighting ``(n_pad // 2 + 1,)`` for rows of ``nx`` pixels padded to ``n_pad``.
+
+    ``RADWT`` in ``flib/tilt/tilt.f90``, with ``I = k + 1`` (1-based Fortran index of frequency ``k``):
+    ``0.2`` at ``k = 0``, ``k`` for ``I <= irmax``, ``(irmax - 1) exp(-((I - irmax) / ifall)^2)`` beyond, all
+    divided by ``n_pad``. ``radial = (cutoff, falloff)``: values below 1 are cycles/pixel, 1 or more pixels
+    (as ``tilt``'s ``RADIAL``); ``None``: ``tilt``'s default ``irmax = nx / 2 + 1``, no roll-off.
     """
-    k = torch.arange(n_pad, dtype=torch.float64)
-    k = torch.minimum(k, n_pad - k)
-    h = torch.where(k % 2 == 1, -1.0 / (math.pi * k.clamp(min=1)) ** 2, torch.zeros_like(k))
-    h[0] = 0.25
-    resp = torch.fft.rfft(h).real
+    nx = n_pad if nx is None else int(nx)
+    stretch = n_pad / nx
+    k = torch.arange(n_pad // 2 + 1, dtype=torch.float64)
+    resp = k.clone()
+    resp[0] = 0.2
     if radial is not None:
-        cutoff, sigma = float(radial[0]), float(radial[1])
-        if cutoff <= 0 or sigma < 0:
+        cutoff, falloff = float(radial[0]), float(radial[1])
+        if cutoff <= 0 or falloff < 0:
             raise ConfigError(f"radial filter needs cutoff > 0 and falloff >= 0, got {radial}")
-        f = torch.fft.rfftfreq(n_pad, dtype=torch.float64)
-        beyond = f > cutoff
-        tail = torch.exp(-((f - cutoff) ** 2) / (2 * sigma**2)) if sigma > 0 else torch.zeros_like(f)
-        resp = torch.where(beyond, resp * (cutoff / f.clamp(min=1e-12)) * tail, resp)
-    return resp.to(dtype)
+        irmax, ifall = _imod_index(cutoff, nx, stretch), _imod_index(falloff, nx, stretch)
+        beyond = (k + 1) > irmax
+        arg = (k + 1 - irmax) / ifall if ifall > 0 else torch.full_like(k, math.inf)
+        resp = torch.where(beyond, (irmax - 1) * torch.exp(-(arg**2)), resp)
+    return (resp / n_pad).to(dtype)
+
+
+def taper_pad(rows: Tensor, n_pad: int) -> Tensor:
+    """Rows ``(r, w)`` padded to ``n_pad`` with ``tilt``'s ``taperEndToStart``: last-3 mean to first-3 mean."""
+    w = int(rows.shape[-1])
+    npad = n_pad - w
+    st = rows[:, : min(3, w)].mean(dim=1, keepdim=True)
+    nd = rows[:, max(0, w - 3) :].mean(dim=1, keepdim=True)
+    f = torch.arange(1, npad + 1, dtype=rows.dtype, device=rows.device) / (npad + 1)
+    return torch.cat([rows, f * st + (1 - f) * nd], dim=1)
 
 
 def filter_rows(rows: Tensor, *, radial: Radial = IMOD_RADIAL) -> Tensor:
-    """R-weight ``(..., w)`` rows along the last axis (edge-padded to ``next_fast_len(2 w)``)."""
+    """R-weight ``(..., w)`` rows along the last axis as IMOD ``tilt`` does (taper-padded, ``RADWT`` weights)."""
     w = int(rows.shape[-1])
-    n_pad = next_fast_len(2 * w, real=True)
-    left = (n_pad - w) // 2
-    flat = rows.reshape(-1, 1, w)
-    padded = F.pad(flat, (left, n_pad - w - left), mode="replicate")[:, 0]
-    resp = ramp_filter(n_pad, radial=radial, dtype=rows.dtype).to(rows.device)
-    out = torch.fft.irfft(torch.fft.rfft(padded) * resp, n=n_pad)[:, left : left + w]
+    n_pad = imod_pad_length(w)
+    padded = taper_pad(rows.reshape(-1, w), n_pad)
+    resp = ramp_filter(n_pad, radial=radial, nx=w, dtype=rows.dtype).to(rows.device)
+    out = torch.fft.irfft(torch.fft.rfft(padded) * resp, n=n_pad)[:, :w]
     return out.reshape(rows.shape)
+
+
+def zero_weight(w: int, radial: Radial = IMOD_RADIAL) -> float:
+    """The zero-frequency weight of :func:`filter_rows` for rows of ``w`` pixels (``tilt``'s ``zeroWeight``)."""
+    n_pad = imod_pad_length(w)
+    return float(ramp_filter(n_pad, radial=radial, nx=w)[0])
 
 
 class Backprojector:
@@ -115,34 +159,48 @@ class Backprojector:
             self.blocks = [(z0, z1, self._matrix(z0, z1)) for z0, z1, _ in self.blocks]
 
     def _matrix(self, z0: int, z1: int) -> Tensor:
-        """CSR ``((z1 - z0) * width, n * det)``: linear interpolation of every view at each output voxel."""
+        """CSR ``((z1 - z0) * width, n * (det + 1))``: linear interpolation of every view at each output voxel.
+
+        Column ``det`` of each view is its fill: a ray outside ``[0, det - 1]`` (``tilt``'s legal range
+        ``1 .. nxProj``, 1-based) takes it with weight 1.
+        """
         n, det, w = self.angles.numel(), self.det, self.width
         theta = torch.deg2rad(self.angles)
         k = torch.arange(z0, z1, dtype=torch.float64)[:, None, None] - center(self.thickness)
         j = torch.arange(w, dtype=torch.float64)[None, :, None] - center(w)
-        u = (center(det) + j * theta.cos() + k * theta.sin()).clamp(0, det - 1)  # (dz, w, n)
-        i0 = torch.floor(u).clamp(max=det - 2)
-        f = (u - i0).float()
-        cols = (i0.long() + torch.arange(n) * det)[..., None] + torch.arange(2)
+        u = center(det) + j * theta.cos() + k * theta.sin()  # (dz, w, n)
+        outside = (u < 0) | (u > det - 1)
+        i0 = torch.floor(u.clamp(0, det - 1)).clamp(max=det - 2)
+        f = (u.clamp(0, det - 1) - i0).float()
+        i0 = torch.where(outside, torch.full_like(i0, det - 1), i0)
+        f = torch.where(outside, torch.ones_like(f), f)
+        cols = (i0.long() + torch.arange(n) * (det + 1))[..., None] + torch.arange(2)
         vals = torch.stack([1.0 - f, f], dim=-1)
         rows = (z1 - z0) * w
-        return sparse_rows([(torch.full((rows,), 2 * n), cols.reshape(-1), vals.reshape(-1))], n * det,
+        return sparse_rows([(torch.full((rows,), 2 * n), cols.reshape(-1), vals.reshape(-1))], n * (det + 1),
                            device=self.device)
 
     def default_y_chunk(self, h: int) -> int:
-        n_pad = next_fast_len(2 * self.det, real=True)
+        n_pad = imod_pad_length(self.det)
         per_row = (3 * self.angles.numel() * n_pad + self.thickness * self.width * 2) * 4
         return max(1, min(h, _CHUNK_BYTES // per_row))
 
-    def __call__(self, rows: Tensor) -> Tensor:
-        """``(thickness, m, width)`` from projection rows ``(n, m, det)``."""
+    def __call__(self, rows: Tensor, fill_mean: float | None = None) -> Tensor:
+        """``(thickness, m, width)`` from projection rows ``(n, m, det)``.
+
+        ``fill_mean``: the stack mean behind ``tilt``'s fill for rays off the detector (default: these rows'
+        mean; pass the whole stack's when back-projecting it chunk by chunk).
+        """
         n, m, det = (int(s) for s in rows.shape)
         if n != self.angles.numel() or det != self.det:
             raise DataError(f"rows {tuple(rows.shape)} do not match {self.angles.numel()} views of width {self.det}")
         q = rows.to(device=self.device, dtype=torch.float32)
+        mean = float(q.mean()) if fill_mean is None else float(fill_mean)
+        fill = mean * (zero_weight(det, self.radial) if self.weighting == "ramp" else 1.0)
         if self.weighting == "ramp":
             q = filter_rows(q, radial=self.radial)
-        dense = (q * self.view_scale[:, None, None]).permute(0, 2, 1).reshape(n * det, m)
+        q = torch.cat([q, torch.full((n, m, 1), fill, dtype=q.dtype, device=q.device)], dim=2)
+        dense = (q * self.view_scale[:, None, None]).permute(0, 2, 1).reshape(n * (det + 1), m)
         out = torch.empty((self.thickness, m, self.width), dtype=torch.float32, device=self.device)
         for z0, z1, mat in self.blocks:
             mat = mat if mat is not None else self._matrix(z0, z1)
@@ -179,8 +237,9 @@ def weighted_backprojection(
     if m < 1:
         raise ConfigError(f"y_chunk must be positive, got {m}")
     out = torch.empty((bp.thickness, h, bp.width), dtype=torch.float32, device=dev)
+    mean = float(projections.double().mean())
     for y0 in range(0, h, m):
-        out[:, y0 : y0 + m] = bp(projections[:, y0 : y0 + m])
+        out[:, y0 : y0 + m] = bp(projections[:, y0 : y0 + m], mean)
     return out
 
 
@@ -256,11 +315,12 @@ def reconstruct_file(
             else:
                 tmp = temporary_sibling(writer.path).with_suffix(".npy")
                 src = _aligned_copy(stack_path, xf_t, b, tmp, progress)
+            mean = float(np.mean(src[:, :: max(1, hb // 64), :], dtype=np.float64))  # tilt's dmeanIn, sampled
             for y0 in tqdm(range(0, hb, m), desc="back-projecting", unit="chunk", disable=not progress):
                 rows = torch.from_numpy(np.array(src[:, y0 : y0 + m, :], dtype=np.float32))
                 if not bool(torch.isfinite(rows).all()):
                     raise DataError(f"tilt series has NaN or infinite values in rows {y0}..{y0 + m - 1}", stack_path)
-                writer.write_block((0, y0, 0), bp(rows).cpu().numpy())
+                writer.write_block((0, y0, 0), bp(rows, mean).cpu().numpy())
         finally:
             src = None  # drop the map before removing its file
             if tmp is not None:
