@@ -32,7 +32,6 @@ from ..errors import InputFileError
 HEADER_BYTES = 1024
 IMOD_STAMP = 1146047817
 """``imodStamp`` (header word 39): IMOD wrote this file and ``imodFlags`` is meaningful."""
-_logger = logging.getLogger("cryocare_torch.io.mrc")
 
 
 def open_header(p: Path, size: int) -> tuple[Any, tuple[float, float, float]]:
@@ -63,9 +62,9 @@ def open_header(p: Path, size: int) -> tuple[Any, tuple[float, float, float]]:
 
 
 @functools.lru_cache(maxsize=256)
-def warn_once(message: str) -> None:
+def warn_once(message: str, logger: str = "cryocare_torch.io.mrc") -> None:
     """Log ``message`` as a warning the first time only (a file's header is read several times per run)."""
-    _logger.warning(message)
+    logging.getLogger(logger).warning(message)
 
 
 def origin_xyz(h: Any) -> tuple[float, float, float]:

@@ -25,7 +25,6 @@ low 0.99 / 0.95 / 0.63; shared noise outer 1.00; full reconstruction + half oute
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from ..errors import DataError
 from .mrc import VolumeMeta, open_memmap, read_meta
+from .mrc_header import warn_once
 
 CROP = 160
 CROP_2D = 512
@@ -46,7 +46,6 @@ SHARED_WARN = 0.6
 LOW_MIN = 0.1
 LOW_JUDGE = 0.3
 """The low band is judged only when ``3 sigma <= LOW_JUDGE`` (at least 100 Fourier voxels; ~40^3 voxels)."""
-_logger = logging.getLogger("cryocare_torch.io.pairs")
 
 
 @dataclass(frozen=True)
@@ -140,14 +139,15 @@ def read_crops(path: Path, meta: VolumeMeta) -> tuple[np.ndarray, np.ndarray, in
 def check_pair_content(even: Path, odd: Path, log_warning: bool = True) -> PairEvidence | None:
     """Refuse (:class:`DataError`, one line naming the file) a pair that cannot be a Noise2Noise pair.
 
-    Returns the evidence, or None when a half is too small to judge (under 8 pixels along an axis). Warns
-    (one ``warning:`` line) when the outer-shell correlation suggests partly shared noise.
+    Returns the evidence, or None when a half is too small to judge (under 8 pixels along an axis) or holds
+    NaN/infinite values (refused where the data are read, naming the item). Warns (one ``warning:`` line,
+    once per pair) when the outer-shell correlation suggests partly shared noise.
     """
     me, mo = read_meta(even), read_meta(odd)
     (ce, se, nd), (co, so, _) = read_crops(even, me), read_crops(odd, mo)
+    if not all(np.isfinite(a).all() for a in (ce, se, co, so)):
+        return None  # not judged here: reading the data reports NaN in the file and the item where it is
     for path, crop, sample in ((even, ce, se), (odd, co, so)):
-        if not (np.isfinite(crop).all() and np.isfinite(sample).all()):
-            raise DataError("holds NaN or infinite values; this half cannot be used", path)
         if float(crop.std()) == 0.0 and float(sample.std()) == 0.0:
             raise DataError(f"has no variance (constant: every sampled value is {float(crop.flat[0]):g}): a failed "
                             f"or empty reconstruction; this half cannot be used", path)
@@ -167,7 +167,8 @@ def check_pair_content(even: Path, odd: Path, log_warning: bool = True) -> PairE
                         f"(0-{LOW_BAND} cycles/pixel; halves of one tomogram give well above "
                         f"{ev.low_threshold:.2f}); pair the halves of the same reconstruction", odd)
     if log_warning and ev.outer_fsc >= SHARED_WARN:
-        _logger.warning("warning: %s and %s may share part of their noise: correlation %.2f over the outer shells "
-                        "(0.4-0.5 cycles/pixel), where independent halves give ~0 (the full reconstruction and "
-                        "one half give ~0.71); the restoration will keep that noise", even, odd, ev.outer_fsc)
+        warn_once(f"warning: {even} and {odd} may share part of their noise: correlation {ev.outer_fsc:.2f} over "
+                  f"the outer shells (0.4-0.5 cycles/pixel), where independent halves give ~0 (the full "
+                  f"reconstruction and one half give ~0.71); the restoration will keep that noise",
+                  "cryocare_torch.io.pairs")
     return ev
