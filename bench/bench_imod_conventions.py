@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from scipy.ndimage import affine_transform
 
-from cryocare_torch.prepare.align import apply_xf
-from cryocare_torch.prepare.backproject import filter_rows, weighted_backprojection
-from cryocare_torch.prepare.projector import project
+from cryocare_torch.tomo.align import apply_xf
+from cryocare_torch.tomo.backproject import filter_rows, weighted_backprojection
+from cryocare_torch.tomo.projector import project
 
 
 def phantom(d: int, h: int, w: int, n_blobs: int, seed: int) -> torch.Tensor:
