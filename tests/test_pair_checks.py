@@ -17,9 +17,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from cryocare_torch.errors import DataError
+from cryocare_torch.io.halves import check_pair_compatible
 from cryocare_torch.io.mrc import write_volume
 from cryocare_torch.io.pair_checks import CROP, check_pair_content
-from cryocare_torch.io.halves import check_pair_compatible
 
 SHAPE = (40, 72, 72)
 
