@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from ..fourier import fourier_shift
 from ..tomo.projector import project
 from .ctf import ctf_2d, exposure_filter, frequency_grid, interaction_constant
+from .detector import Detector
 from .phantom import Phantom
 
 FILTER_MARGIN = 16
@@ -144,11 +145,13 @@ def simulate_tilt_series(
     keep_frames: bool = False,
     frame_drift: torch.Tensor | None = None,
     projector: Projector | None = None,
+    detector: Detector | None = None,
 ) -> TiltSeries:
     """Project ``phantom``, form CTF-modulated, dose-faded images and count electrons frame by frame.
 
     ``frame_drift`` (n, n_frames, 2) shifts each frame by (dy, dx) pixels (specimen motion); the default
-    is none. Images are cropped to the un-padded field of view ``(h, w)`` of ``cfg.shape``.
+    is none. Images are cropped to the un-padded field of view ``(h, w)`` of ``cfg.shape``. ``detector``
+    (MTF, gain, hot/dead pixels; :mod:`~cryocare_torch.simulate.detector`) replaces ideal Poisson counting.
     """
     d, h, w = (int(s) for s in cfg.shape)
     angles = tilt_angles(cfg)
@@ -200,7 +203,7 @@ def simulate_tilt_series(
         if bool(frame_drift[i].any()):
             g = fourier_shift(g, frame_drift[i], precision=torch.float64).to(g.dtype)
         lam = (n0 * float(t_zl[i])) * torch.exp(-g[:, py : py + h, x0 : x0 + w])
-        counts = torch.poisson(lam, generator=gen)
+        counts = torch.poisson(lam, generator=gen) if detector is None else detector.count(lam, gen)
         clean[i] = lam.sum(0)
         even[i] = counts[0::2].sum(0)
         odd[i] = counts[1::2].sum(0)

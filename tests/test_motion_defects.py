@@ -1,0 +1,78 @@
+"""Hot/dead pixels and gain orientation found from the movie itself (prepare.defects), and the detector model.
+
+Expected values come from the construction of each movie (where the defects were put, how the gain was
+stored), not from the code under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cryocare_torch.io.movie import orient_gain
+from cryocare_torch.prepare.defects import (
+    ORIENTATIONS,
+    check_gain_orientation,
+    fill_defect_pixels,
+    find_defect_pixels,
+    gain_orientation_scores,
+)
+from cryocare_torch.simulate.detector import Detector
+
+
+def _specimen(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.fft.rfft2(torch.randn(n, n, generator=g))
+    fy, fx = torch.fft.fftfreq(n)[:, None], torch.fft.rfftfreq(n)[None]
+    x = torch.fft.irfft2(x * torch.exp(-2 * (np.pi * 2.0) ** 2 * (fy**2 + fx**2)), s=(n, n))
+    return (1 + 0.3 * (x - x.mean()) / x.std()).clamp(min=0)  # contrast 0.3: features must not be flagged
+
+
+def test_hot_and_dead_pixels_found_and_replaced() -> None:
+    det = Detector(mtf=True, hot_fraction=0.002, hot_counts=10.0, dead_fraction=0.001, seed=3)
+    lam = 3.0 * _specimen(128, 1).expand(20, -1, -1)  # 60 e-/px over 20 frames
+    frames = det.count(lam, torch.Generator().manual_seed(0))
+    truth = det.defects((128, 128))
+    assert 20 < int(truth.sum()) < 80
+    found = find_defect_pixels(frames)
+    # a hot pixel at +10 counts/frame adds 200 to a total of ~60 +- 8 (Poisson) +- 18 (contrast): found;
+    # no specimen pixel is flagged
+    assert bool(found.mask[truth].all()) and int((found.mask & ~truth).sum()) == 0
+    assert found.n_hot + found.n_dead == int(truth.sum())
+    filled = fill_defect_pixels(frames, found.mask)
+    assert torch.equal(filled[:, ~found.mask], frames[:, ~found.mask].float())
+    total = filled.sum(0)
+    assert float((total[truth] - lam.sum(0)[truth]).abs().mean()) < 20  # back to the neighbours' level
+
+
+def test_pure_poisson_flat_field_has_no_defects() -> None:
+    frames = torch.poisson(torch.full((10, 256, 256), 0.5), generator=torch.Generator().manual_seed(1))
+    assert int(find_defect_pixels(frames).mask.sum()) == 0  # 65k pixels, 8-sigma threshold
+
+
+def test_rotated_and_flipped_gain_found() -> None:
+    det = Detector(mtf=False, gain_sd=0.05, seed=7)
+    lam = 2.0 * _specimen(96, 2).expand(30, -1, -1)
+    raw = det.count(lam, torch.Generator().manual_seed(0)).sum(0).numpy()
+    for flip, k in (("none", 1), ("x", 0), ("y", 3)):
+        stored = det.gain_reference((96, 96), rotation_k=k, flip=flip)
+        scores = gain_orientation_scores(raw, stored)
+        assert len(scores) == len(ORIENTATIONS)
+        best = min(scores, key=scores.__getitem__)
+        # the orientation that restores the detector's map, whatever name it has among the 8
+        assert np.array_equal(orient_gain(stored, flip=best[0], rotation_k=best[1]),
+                              orient_gain(stored, flip=flip, rotation_k=k))  # type: ignore[arg-type]
+        assert check_gain_orientation(raw, stored, flip, k) == ""
+        wrong = check_gain_orientation(raw, stored, "none", (k + 2) % 4)
+        assert wrong.startswith("warning: movie: the gain orientation given (flip none, rotation ")
+        assert "rougher than flip" in wrong
+
+
+def test_detector_mtf_is_pixel_sinc() -> None:
+    # a cosine at 1/4 cycle per pixel along x keeps sinc(1/4) = 0.9003 of its amplitude
+    n = 64
+    x = torch.arange(n, dtype=torch.float32)
+    lam = (100.0 + 50.0 * torch.cos(2 * np.pi * x / 4))[None].expand(n, n)[None]
+    counts = Detector(mtf=True).count(lam.expand(400, -1, -1), torch.Generator().manual_seed(0)).mean(0)
+    amp = float(torch.fft.rfft(counts.mean(0))[n // 4].abs()) * 2 / n
+    assert abs(amp / 50.0 - np.sinc(0.25)) < 0.01
