@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from motion_lowdose import detection_rates, lowdose_table, restoration_check
 
 from cryocare_torch.fourier import shift_frames
 from cryocare_torch.prepare.motion import estimate_drift
@@ -97,7 +98,21 @@ def main() -> None:
     ap.add_argument("--speed-sizes", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--speed-frames", type=int, default=10)
     ap.add_argument("--simulator", type=int, default=0, help="tilts of the simulator check (0: skip)")
+    ap.add_argument("--lowdose", action="store_true", help="only the issue-17 low-dose tilt-movie table")
+    ap.add_argument("--lowdose-seeds", type=int, nargs="+", default=[201, 202])
+    ap.add_argument("--detection", type=int, default=0, help="movies for hot-pixel/gain-orientation rates")
+    ap.add_argument("--restore-minutes", type=float, default=0.0, help="P2P-df check, minutes per training")
     args = ap.parse_args()
+    if args.lowdose or args.detection or args.restore_minutes:
+        tt, _ = teamtomo_methods()
+        if args.lowdose:
+            lowdose_table([(40, 3.0, 3.0), (40, 3.0, 5.0), (40, 1.5, 3.0), (20, 3.0, 3.0)], args.lowdose_seeds,
+                          {"tt-global": tt["tt-global"]} if "tt-global" in tt else {})
+        if args.detection:
+            detection_rates(args.detection)
+        if args.restore_minutes:
+            restoration_check(40, 3.0, args.lowdose_seeds[0], args.restore_minutes)
+        return
     tt, tt_note = teamtomo_methods()
     methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         "ours": lambda fr: estimate_drift(fr, pixel_size=PIXEL), **tt}

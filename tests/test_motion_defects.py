@@ -6,10 +6,15 @@ stored), not from the code under test.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
+from cryocare_torch.cli.main import main
 from cryocare_torch.io.movie import orient_gain
+from cryocare_torch.io.mrc import VolumeMeta, write_volume
 from cryocare_torch.prepare.defects import (
     ORIENTATIONS,
     check_gain_orientation,
@@ -76,3 +81,21 @@ def test_detector_mtf_is_pixel_sinc() -> None:
     counts = Detector(mtf=True).count(lam.expand(400, -1, -1), torch.Generator().manual_seed(0)).mean(0)
     amp = float(torch.fft.rfft(counts.mean(0))[n // 4].abs()) * 2 / n
     assert abs(amp / 50.0 - np.sinc(0.25)) < 0.01
+
+
+def test_cli_warns_about_wrong_gain_orientation_and_hot_pixels(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    det = Detector(mtf=True, gain_sd=0.05, hot_fraction=0.003, hot_counts=10.0, seed=4)
+    raw = det.count(3.0 * _specimen(96, 5).expand(12, -1, -1), torch.Generator().manual_seed(1))
+    movie = write_volume(tmp_path / "movie.mrc", raw.numpy().astype(np.float32),
+                         VolumeMeta(shape=(12, 96, 96), voxel_size=(8.0,) * 3, is_stack=True))
+    gain = write_volume(tmp_path / "gain.mrc", det.gain_reference((96, 96), rotation_k=1), voxel_size=8.0)
+    assert main(["prepare", "motion", str(movie), "--output", str(tmp_path / "a"), "--gain", str(gain)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: movie.mrc: the gain orientation given (flip none, rotation 0)" in err
+    assert "hot and 0 dead pixels" in err  # 0.3% of the pixels: worth a warning
+    assert main(["prepare", "motion", str(movie), "--output", str(tmp_path / "b"), "--gain", str(gain),
+                 "--gain-rotation", "1"]) == 0
+    assert "gain orientation" not in capsys.readouterr().err
+    rows = (tmp_path / "b_shifts.csv").read_text().splitlines()
+    assert rows[0] == "frame,dy_px,dx_px,group_size,peak_z,error_px,reliable" and len(rows) == 13

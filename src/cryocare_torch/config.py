@@ -195,6 +195,32 @@ class SimulateConfig(_Section):
     dose_symmetric_group: int = Field(2, ge=1, le=20, description="Tilts per side before switching (dose-symmetric).")
 
 
+class MotionConfig(_Section):
+    """Motion correction of movies (``cryocare prepare motion`` and the movie paths of ``cryocare prepare``)."""
+
+    bfactor: float | None = Field(
+        None, ge=0, description="Low-pass B (A^2) for the drift correlations; None: chosen from the data.")
+    group: int | None = Field(None, ge=1, description="Frames per aligned window; None: chosen from the data.")
+    max_error: float = Field(
+        0.5, gt=0, description="Largest estimated rms drift error (pixels) of a movie that is corrected; "
+        "above it the movie is left unshifted with a warning.")
+    error_fraction: float = Field(
+        0.5, gt=0, le=1, description="... and the largest error as a fraction of the drift's expected rms.")
+    defects: bool = Field(True, description="Find hot/dead pixels and replace them before anything else.")
+    defect_z: float = Field(8.0, gt=3, description="Hot-pixel threshold in robust spreads above the neighbours.")
+    check_gain: bool = Field(True, description="Warn when another of the gain's 8 orientations fits the frames better.")
+
+    def drift_options(self) -> dict[str, Any]:
+        """Keyword options of :func:`cryocare_torch.prepare.motion.estimate_drift_detailed`."""
+        return {"bfactor": self.bfactor, "group": self.group, "max_error": self.max_error,
+                "error_fraction": self.error_fraction}
+
+    def file_options(self) -> dict[str, Any]:
+        """Keyword options of the file wrappers in :mod:`cryocare_torch.prepare.frames`."""
+        return {"defects": self.defects, "defect_z": self.defect_z, "check_gain": self.check_gain,
+                **self.drift_options()}
+
+
 class CryocareConfig(_Section):
     """Everything a run needs; sections map to config-file keys and CLI option groups."""
 
@@ -203,6 +229,7 @@ class CryocareConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 from cyclopts import App
+from pydantic import ValidationError
 
+from ..config import MotionConfig
+from ..errors import ConfigError
 from ..logs import log_stderr as _log
 from ..prepare.frames import motion_correct_file, motion_correct_tilt_series
 from ..prepare.halves import write_halves_list
@@ -40,6 +43,10 @@ def motion(
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     bfactor: float | None = None,
+    group: int | None = None,
+    max_error: float = 0.5,
+    defects: bool = True,
+    check_gain: bool = True,
     overwrite: bool = False,
 ) -> int:
     """Motion-correct movies: even/odd/sum (aligned) and first/second-half (unaligned) frame sums.
@@ -62,11 +69,23 @@ def motion(
     pixel_size
         Pixel size in Angstrom (default: from the movie or its .mdoc).
     bfactor
-        B-factor (A^2) of the alignment low-pass (default 500).
+        B-factor (A^2) of the alignment low-pass (default: chosen from the data).
+    group
+        Frames per aligned window (default: chosen from the data).
+    max_error
+        Largest estimated rms drift error (px) of a corrected movie; worse ones are left unshifted.
+    defects
+        Find and replace hot/dead pixels before alignment.
+    check_gain
+        Warn when another rotation/flip of the gain flattens the frames better.
     overwrite
         Replace existing outputs.
     """
-    drift = {"bfactor": bfactor} if bfactor is not None else {}
+    try:
+        cfg = MotionConfig(bfactor=bfactor, group=group, max_error=max_error, defects=defects, check_gain=check_gain)
+    except ValidationError as exc:
+        raise ConfigError(f"prepare motion: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    drift = cfg.file_options()
     output.parent.mkdir(parents=True, exist_ok=True)
     if len(movies) == 1:
         paths = motion_correct_file(movies[0], output_prefix=output, gain=gain, gain_flip=gain_flip,

@@ -41,7 +41,7 @@ class RawOptions:
     name: str | None = None
     "Name of the tilt series in output files (default: the .mdoc's name)."
     bfactor: float | None = None
-    "B-factor (A^2) of the motion-correction low-pass (default 500)."
+    "B-factor (A^2) of the motion-correction low-pass (default: chosen from the data)."
 
     def build(self) -> RawTiltSeries:
         try:

@@ -13,8 +13,9 @@
 * :func:`fill_defect_pixels` -- each defect pixel, in every frame, becomes the mean of its good 3x3
   neighbours in that frame (new counts per frame, so the even/odd noise stays independent).
 * :func:`gain_orientation_scores` -- the 8 rotations/flips of a gain reference scored by how flat they make
-  the gain-corrected sum of the raw frames (fine-scale variance over the mean^2): the right orientation
-  removes the pixel-to-pixel gain pattern; a wrong one doubles it.
+  the gain-corrected sum of the raw frames (median squared deviation from the 5x5 local mean, over the
+  mean^2; the median ignores hot pixels): the right orientation removes the pixel-to-pixel gain
+  pattern, a wrong one doubles it.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def gain_orientation_scores(raw_sum: np.ndarray, gain: np.ndarray) -> dict[tuple
         img = raw * torch.as_tensor(np.asarray(g, dtype=np.float64))
         smooth = torch.nn.functional.avg_pool2d(img[None, None], 5, stride=1, padding=2,
                                                 count_include_pad=False)[0, 0]
-        scores[(flip, k)] = float(((img - smooth)[2:-2, 2:-2] ** 2).mean() / img.mean() ** 2)
+        # median of the squared residuals: hot pixels (the same in every orientation) must not decide
+        scores[(flip, k)] = float(((img - smooth)[2:-2, 2:-2] ** 2).median() / img.mean() ** 2)
     return scores
 
 
