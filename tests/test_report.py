@@ -162,6 +162,24 @@ def test_report_renders_in_headless_chromium(demo_run: Path, tmp_path: Path,
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert img.shape == (2400, 1200)
     assert img.std() > 10 and (img < 128).mean() > 0.01  # text and figures drawn, not a blank page
+    # every figure decoded and no horizontal scroll at 1280 px: a probe script in a copy of the page (the report
+    # itself holds no script) writes what the browser measured into the DOM, which --dump-dom prints
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    proc = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                           "--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="images=(\d+) broken=(\d+) scroll=(\d+) client=(\d+)"', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    images, broken, scroll, client = map(int, found.groups())
+    assert images >= 3 and broken == 0, (images, broken)
+    assert client > 1200 and scroll <= client, (scroll, client)
+
+
+_PROBE = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+          "const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length; "
+          "const e = document.documentElement; document.body.setAttribute('data-probe', "
+          "`images=${imgs.length} broken=${broken} scroll=${e.scrollWidth} client=${e.clientWidth}`); });</script>")
 
 
 def test_downstream_note_counts_each_centre_once_when_segmenters_are_pooled() -> None:

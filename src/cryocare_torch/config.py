@@ -159,6 +159,15 @@ class PredictConfig(_Section):
         description="Also write the two restored halves (<output>_even/_odd); their FSC is not a resolution (one "
         "network made both); 'cryocare evaluate --model' estimates the FSC against the truth from them.",
     )
+    voxel_size: float | None = Field(
+        None, gt=0, description="Voxel size in Angstrom written to the outputs instead of the input's (for TIFF or "
+        "Zarr inputs without one)."
+    )
+    output_dtype: Literal["float32", "float16"] = Field(
+        "float32",
+        description="Data type of the restored MRC: float32 (mode 2) or float16 (mode 12: half the size; its PSNR "
+        "cost against float32 is in bench/RESULTS.md).",
+    )
     normalization: Literal["input", "checkpoint"] = Field(
         "input",
         description="input: normalise with mean/std of the pair being restored (robust to a different scale); "

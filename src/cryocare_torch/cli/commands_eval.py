@@ -15,7 +15,8 @@ from ..evaluate.metrics import format_table
 from ..evaluate.nad import nad
 from ..io.atomic import check_output
 from ..io.halves import validate_pairs
-from ..io.mrc import read_meta, read_volume, write_volume
+from ..io.mrc import write_volume
+from ..io.volumes import read_volume_meta, read_whole_volume
 from ..logs import log_stderr as _log
 from ..report import EvalOptions, RunInputs, build_report, evaluate_run
 from ..report.collect import mrc_role
@@ -89,7 +90,7 @@ def fsc(
     Parameters
     ----------
     a
-        First map (MRC).
+        First map (MRC, TIFF z-stack or Zarr/OME-Zarr).
     b
         Second map, same shape and voxel size.
     mask
@@ -141,6 +142,7 @@ def baseline(
     nad_mode: Literal["hybrid", "eed", "ced"] = "hybrid",
     overwrite: bool = False,
     threads: int | None = None,
+    voxel_size: float | None = None,
 ) -> int:
     """Filter a tomogram with a classical denoiser to compare with (median, Gaussian or NAD).
 
@@ -150,7 +152,7 @@ def baseline(
     Parameters
     ----------
     input
-        Tomogram to filter (MRC); or give --even and --odd to filter their average.
+        Tomogram to filter (MRC, TIFF z-stack or Zarr/OME-Zarr); or give --even and --odd to filter their average.
     method
         median (box of --size), gaussian (--sigma) or nad (non-linear anisotropic diffusion, --iterations).
     output
@@ -173,6 +175,8 @@ def baseline(
         Replace an existing output.
     threads
         CPU threads (default: all available cores).
+    voxel_size
+        Voxel size (Angstrom) for the output, replacing the input's (TIFF/Zarr without one).
     """
     import numpy as np
 
@@ -189,7 +193,7 @@ def baseline(
     else:  # excluded by the two checks above
         raise ConfigError("give either one INPUT tomogram or --even and --odd")
     n_vox = 1
-    for n in read_meta(sources[0]).shape:
+    for n in read_volume_meta(sources[0]).shape:
         n_vox *= n
     check_output(output, overwrite=overwrite, inputs=sources, nbytes=4 * n_vox + 1024)
     set_threads(threads)
@@ -199,9 +203,9 @@ def baseline(
         raise ConfigError(f"--sigma must be > 0 voxels, got {sigma}")
     if method == "nad" and iterations < 1:
         raise ConfigError(f"--iterations must be >= 1, got {iterations}")
-    volume, meta = read_volume(sources[0])
+    volume, meta = read_whole_volume(sources[0], voxel_size)
     if odd is not None:
-        volume = 0.5 * (volume + read_volume(odd)[0])
+        volume = 0.5 * (volume + read_whole_volume(odd)[0])
     if not np.isfinite(volume).all():
         bad = sources[0] if odd is None else f"{even} or {odd}"
         raise DataError(f"{bad}: data contain NaN or Inf values; fix or crop the input")

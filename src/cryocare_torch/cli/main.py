@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cyclopts.exceptions import CycloptsError
 
@@ -20,9 +20,9 @@ from . import commands_batch, commands_core, commands_eval, commands_prepare, co
 from .app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, app
 
 
-def _error(message: str) -> None:
+def _error(message: str, prog: str = "cryocare") -> None:
     first = " ".join(str(message).split())
-    print(f"cryocare: error: {first}", file=sys.stderr)
+    print(f"{prog}: error: {first}", file=sys.stderr)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -37,31 +37,39 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(args: Sequence[str], *, debug: bool = False) -> int:
+    def call() -> object:
+        return app(list(args), exit_on_error=False, print_error=False, result_action="return_value")
+
+    return guarded(call, debug=debug)
+
+
+def guarded(call: Callable[[], object], *, debug: bool = False, prog: str = "cryocare") -> int:
+    """Run ``call`` and turn every failure into one ``PROG: error: ...`` line and its exit code."""
     try:
         with warnings.catch_warnings():
             if not debug:  # library warnings (numpy, torch, mrcfile) would break the one-line error; --debug shows them
                 warnings.simplefilter("ignore")
-            result = app(list(args), exit_on_error=False, print_error=False, result_action="return_value")
+            result = call()
     except CycloptsError as exc:
-        _error(f"{exc} (see 'cryocare --help')")
+        _error(f"{exc} (see '{prog} --help')", prog)
         return EXIT_USAGE
     except CryocareError as exc:
         if debug:
             traceback.print_exc()
-        _error(str(exc))
+        _error(str(exc), prog)
         return exc.exit_code
     except KeyboardInterrupt:
-        _error("interrupted; partial outputs were removed (training can be continued with --resume)")
+        _error("interrupted; partial outputs were removed (training can be continued with --resume)", prog)
         return EXIT_INTERRUPTED
     except MemoryError:
         if debug:
             traceback.print_exc()
-        _error("out of host memory; lower --memory-budget/--tile-size or --batch-size")
+        _error("out of host memory; lower --memory-budget/--tile-size or --batch-size", prog)
         return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
         if debug:
             traceback.print_exc()
-        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it")
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", prog)
         return EXIT_INTERNAL
     return int(result) if isinstance(result, int) else 0
 

@@ -62,6 +62,10 @@ class PredictOptions:
     "Memory (GB) for tiles and activations during prediction (default 1)."
     write_halves: bool = False
     "Also write the restored halves (OUTPUT_even/_odd.mrc); their FSC is not a resolution (one network made both)."
+    output_dtype: Literal["float32", "float16"] | None = None
+    "Restored MRC data type: float32 (mode 2, default) or float16 (mode 12, half the size)."
+    voxel_size: float | None = None
+    "Voxel size (Angstrom) for the outputs, replacing the input's (TIFF/Zarr inputs without one)."
 
 
 @Parameter(name="*", group=G_RUNTIME)
@@ -113,7 +117,8 @@ def build_config(
         put("model", depth=train.depth)
     if predict is not None:
         put("predict", tile_size=predict.tile_size, overlap=predict.overlap,
-            memory_budget_gb=predict.memory_budget, write_halves=predict.write_halves or None)
+            memory_budget_gb=predict.memory_budget, write_halves=predict.write_halves or None,
+            output_dtype=predict.output_dtype, voxel_size=predict.voxel_size)
     if runtime is not None:
         for section in ("train", "predict"):
             put(section, device=runtime.device, precision=runtime.precision, num_threads=runtime.threads)

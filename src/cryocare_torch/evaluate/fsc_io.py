@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_write_json, atomic_write_text, check_output
-from ..io.mrc import open_memmap, read_meta
+from ..io.volumes import open_volume, read_volume_meta
 from .fsc import Binning, FSCResult, central_box, fsc
 from .plots import plot_fsc
 
@@ -46,7 +46,7 @@ def fsc_files(
     for out in (json_path, csv_path, plot_path):
         if out is not None:
             check_output(out, overwrite=overwrite, inputs=paths)
-    metas = [read_meta(p) for p in paths]
+    metas = [read_volume_meta(p) for p in paths]
     for p, m in zip(paths[1:], metas[1:], strict=True):
         if m.shape != metas[0].shape:
             raise DataError(f"{p} has shape {m.shape} but {paths[0]} has shape {metas[0].shape}; "
@@ -55,8 +55,8 @@ def fsc_files(
         voxel_size = _header_voxel_size(paths[:2], metas[:2])
     box = central_box(metas[0].shape, crop) if crop is not None else ...
     arrays = []
-    for p, m in zip(paths, metas, strict=True):
-        mm, _ = open_memmap(p, m)
+    for p in paths:
+        mm, _ = open_volume(p)  # MRC/TIFF memmap or chunked Zarr
         arrays.append(np.array(mm[box], dtype=np.float32))  # reads only the (cropped) box
         del mm
     for p, arr in zip(paths[:2], arrays[:2], strict=True):

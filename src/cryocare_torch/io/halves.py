@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, DataError
-from .mrc import VolumeMeta, read_meta
+from .mrc import VolumeMeta
 from .pair_checks import check_pair_content
+from .volumes import read_volume_meta
 
 EVEN_MARKERS = ("even", "evn", "half1", "half_1", "half-1")
 ODD_MARKERS = ("odd", "half2", "half_2", "half-2")
@@ -102,7 +103,7 @@ def check_pair_compatible(even: str | Path, odd: str | Path) -> VolumeMeta:
     """:func:`check_halves` on two files' headers, then whether their data can be a Noise2Noise pair
     (:func:`~cryocare_torch.io.pair_checks.check_pair_content`: dead half, identical data, shared noise, two
     different objects); returns the even half's meta."""
-    me, mo = read_meta(even), read_meta(odd)
+    me, mo = read_volume_meta(even), read_volume_meta(odd)
     check_halves(even, odd, me.shape, mo.shape, header_voxel(me), header_voxel(mo))
     check_pair_content(Path(even), Path(odd))
     return me

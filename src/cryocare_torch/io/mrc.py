@@ -50,6 +50,8 @@ class VolumeMeta:
     dtype: str = "<f4"
     axes: tuple[int, int, int] = (0, 1, 2)
     """Transpose from the on-disk ``(sections, rows, columns)`` to ``(z, y, x)`` (``mapc, mapr, maps``)."""
+    container: str = "mrc"
+    """Where the data live: ``mrc``, ``tiff`` or ``zarr`` (:mod:`cryocare_torch.io.volumes` reads each)."""
 
     @property
     def ndim(self) -> int:
@@ -66,7 +68,7 @@ class VolumeMeta:
 
     def with_shape(self, shape: tuple[int, ...]) -> VolumeMeta:
         """The same metadata for an array of ``shape`` in standard axis order (as written by us)."""
-        return replace(self, shape=tuple(int(s) for s in shape), axes=(0, 1, 2))
+        return replace(self, shape=tuple(int(s) for s in shape), axes=(0, 1, 2), container="mrc")
 
     @property
     def disk_shape(self) -> tuple[int, ...]:
@@ -229,8 +231,15 @@ def write_volume(
     return Path(path)
 
 
+FLOAT16_MAX = 65504.0
+_WRITER_MODES = {"float32": (2, "<f4"), "float16": (12, "<f2")}
+
+
 class VolumeWriter:
-    """Write a float32 MRC slab by slab with bounded memory; renamed into place on :meth:`close`.
+    """Write a float32 (or float16, MRC mode 12) MRC slab by slab with bounded memory; renamed on :meth:`close`.
+
+    With ``dtype="float16"`` the RMS of the rounding error is kept in :attr:`rounding_rms` (for the caller's check
+    against the data's spread) and values beyond float16's range raise :class:`DataError`.
 
     Use as a context manager: on an exception the partial file is deleted and nothing appears
     at ``path``. Header statistics (min/max/mean/rms) are accumulated from the slabs written.
@@ -245,14 +254,19 @@ class VolumeWriter:
         overwrite: bool = False,
         inputs: Iterable[str | Path] = (),
         label: str | None = None,
+        dtype: str = "float32",
     ) -> None:
         self.shape = tuple(int(s) for s in shape)
-        nbytes = int(np.prod(self.shape)) * 4 + HEADER_BYTES
+        if dtype not in _WRITER_MODES:
+            raise ValueError(f"dtype must be one of {sorted(_WRITER_MODES)}, got {dtype!r}")
+        mode, self.dtype = _WRITER_MODES[dtype]
+        self.itemsize = np.dtype(self.dtype).itemsize
+        nbytes = int(np.prod(self.shape)) * self.itemsize + HEADER_BYTES
         self.path = check_output(path, overwrite=overwrite, inputs=inputs, nbytes=nbytes)
         self.overwrite = overwrite
         self.tmp = temporary_sibling(self.path)
         m = meta.with_shape(self.shape) if meta is not None else VolumeMeta(shape=self.shape)
-        with mrcfile.new_mmap(self.tmp, shape=self.shape, mrc_mode=2, overwrite=True) as mrc:
+        with mrcfile.new_mmap(self.tmp, shape=self.shape, mrc_mode=mode, overwrite=True) as mrc:
             if len(self.shape) == 3 and not m.is_stack:
                 mrc.set_volume()
             _fill_header(mrc, m, label)
@@ -261,7 +275,21 @@ class VolumeWriter:
         self._sumsq = 0.0
         self._min = np.inf
         self._max = -np.inf
+        self._err_sumsq = 0.0
         self._done = False
+
+    @property
+    def data_std(self) -> float:
+        """Standard deviation of the values stored so far."""
+        if not self._n:
+            return 0.0
+        mean = self._sum / self._n
+        return max(self._sumsq / self._n - mean * mean, 0.0) ** 0.5
+
+    @property
+    def rounding_rms(self) -> float:
+        """RMS difference between the values given and the values stored (0 for float32)."""
+        return (self._err_sumsq / self._n) ** 0.5 if self._n else 0.0
 
     def write_slab(self, z0: int, slab: np.ndarray) -> None:
         """Write ``slab`` (shape ``(k, h, w)``) at ``data[z0:z0+k]``."""
@@ -279,17 +307,24 @@ class VolumeWriter:
         k, m, n = block.shape if block.ndim == 3 else (0, 0, 0)
         if block.ndim != 3 or min(z0, y0, x0) < 0 or z0 + k > d or y0 + m > h or x0 + n > w:
             raise ValueError(f"block of shape {block.shape} at {start} does not fit volume {self.shape}")
-        mm = np.memmap(self.tmp, dtype="<f4", mode="r+", offset=HEADER_BYTES + z0 * h * w * 4, shape=(k, h, w))
-        mm[:, y0 : y0 + m, x0 : x0 + n] = block
+        stored = block.astype(self.dtype)
+        if self.itemsize == 2:
+            if np.abs(block[np.isfinite(block)]).max(initial=0.0) > FLOAT16_MAX:
+                raise DataError(f"restored values reach {float(np.abs(block).max()):.6g}, beyond float16's range "
+                                f"({FLOAT16_MAX:g}); write float32 (--output-dtype float32)", self.path)
+            self._err_sumsq += float(np.square(stored.astype(np.float64) - block).sum())
+        mm = np.memmap(self.tmp, dtype=self.dtype, mode="r+", offset=HEADER_BYTES + z0 * h * w * self.itemsize,
+                       shape=(k, h, w))
+        mm[:, y0 : y0 + m, x0 : x0 + n] = stored
         mm.flush()
         del mm
-        s64 = block.astype(np.float64)
+        s64 = stored.astype(np.float64)
         self._n += block.size
         self._sum += float(s64.sum())
         self._sumsq += float((s64 * s64).sum())
         if block.size:
-            self._min = min(self._min, float(block.min()))
-            self._max = max(self._max, float(block.max()))
+            self._min = min(self._min, float(s64.min()))
+            self._max = max(self._max, float(s64.max()))
 
     def close(self) -> Path:
         """Write header statistics, fsync and rename into place."""

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .mrc import VolumeMeta, open_memmap, read_meta
+from .mrc import VolumeMeta
 from .mrc_header import warn_once
+from .volumes import open_volume, read_volume_meta
 
 CROP = 160
 CROP_2D = 512
@@ -115,7 +116,7 @@ def _spread(n: int, k: int) -> np.ndarray:
 
 def read_crops(path: Path, meta: VolumeMeta) -> tuple[np.ndarray, np.ndarray, int]:
     """``(central crop, strided sample of the whole file, spatial dims)``; reads a few MB at most."""
-    arr, _ = open_memmap(path, meta)
+    arr, _ = open_volume(path)  # MRC/TIFF memmap or chunked Zarr: only the sampled parts are read
     if arr.ndim == 2:
         crop = np.asarray(arr[_central(arr.shape[0], CROP_2D), _central(arr.shape[1], CROP_2D)])
         nd = 2
@@ -143,7 +144,7 @@ def check_pair_content(even: Path, odd: Path, log_warning: bool = True) -> PairE
     NaN/infinite values (refused where the data are read, naming the item). Warns (one ``warning:`` line,
     once per pair) when the outer-shell correlation suggests partly shared noise.
     """
-    me, mo = read_meta(even), read_meta(odd)
+    me, mo = read_volume_meta(even), read_volume_meta(odd)
     (ce, se, nd), (co, so, _) = read_crops(even, me), read_crops(odd, mo)
     if not all(np.isfinite(a).all() for a in (ce, se, co, so)):
         return None  # not judged here: reading the data reports NaN in the file and the item where it is

@@ -95,11 +95,24 @@ def _pair_by_marker(files: list[Path], where: Path) -> list[PairSpec]:
 def _pair_folders(even_dir: Path, odd_dir: Path) -> list[PairSpec]:
     evens = {p.name: p for p in even_dir.iterdir() if _is_volume(p)}
     odds = {p.name: p for p in odd_dir.iterdir() if _is_volume(p)}
+    if set(evens) != set(odds):  # RELION/AreTomo names differ by their half marker (TS_1_half1 / TS_1_half2)
+        by_marker = _pair_marked_folders(list(evens.values()), list(odds.values()), even_dir)
+        if by_marker is not None:
+            return by_marker
     for name in sorted(set(evens) ^ set(odds)):
         have, missing = (even_dir, odd_dir) if name in evens else (odd_dir, even_dir)
         raise InputFileError(f"{have / name} has no partner {missing / name}; both folders must hold the same "
                              f"file names", have / name)
     return [PairSpec(evens[n].name[: -len(evens[n].suffix)], evens[n], odds[n]) for n in sorted(evens)]
+
+
+def _pair_marked_folders(evens: list[Path], odds: list[Path], where: Path) -> list[PairSpec] | None:
+    """Pairs by half marker when every even-folder file is an even half and every odd-folder file an odd one."""
+    halves = [split_half_marker(f) for f in evens + odds]
+    want = ["even"] * len(evens) + ["odd"] * len(odds)
+    if not halves or any(h is None or h[1] != w for h, w in zip(halves, want, strict=True)):
+        return None
+    return _pair_by_marker(evens + odds, where)
 
 
 def _split_line(line: str) -> list[str]:

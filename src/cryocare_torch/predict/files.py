@@ -21,7 +21,9 @@ from ..config import PredictConfig
 from ..errors import CheckpointError, DataError
 from ..io.atomic import check_output
 from ..io.halves import check_halves, header_voxel
-from ..io.mrc import HEADER_BYTES, VolumeMeta, VolumeWriter, open_memmap, read_meta, read_slab
+from ..io.mrc import HEADER_BYTES, VolumeMeta, VolumeWriter
+from ..io.volumes import read_volume_meta, read_volume_slab, with_voxel_size
+from ..logs import PercentLog, resolve_progress
 from ..runtime import describe, resolve_device, resolve_dtype, set_threads
 from ..train.checkpoint import load_checkpoint
 from .arrays import Log, build_grid, default_log, run_with_retry, sample_stats
@@ -55,15 +57,12 @@ def read_section(path: Path, meta: VolumeMeta, z0: int, z1: int) -> np.ndarray:
         h, w = meta.shape[1:]
         step = max(1, _IO_CHUNK_VOXELS // (h * w))
         if z1 - z0 <= step:
-            return read_slab(path, meta, z0, z1)
+            return read_volume_slab(path, meta, z0, z1)
         out = np.empty((z1 - z0, h, w), dtype=np.float32)
         for z in range(z0, z1, step):
-            out[z - z0 : z - z0 + step] = read_slab(path, meta, z, min(z + step, z1))
+            out[z - z0 : z - z0 + step] = read_volume_slab(path, meta, z, min(z + step, z1))
         return out
-    mm, _ = open_memmap(path, meta)
-    out = np.array(mm, dtype=np.float32, copy=True)[None]
-    del mm
-    return out
+    return read_volume_slab(path, meta, 0, 1)
 
 
 def file_stats(paths: Sequence[Path], meta: VolumeMeta, max_sections: int = 32, max_samples: int = 1 << 20,
@@ -92,7 +91,7 @@ def _load(checkpoint: Any) -> Any:
 
 
 def _check_pair(even: Path, odd: Path) -> VolumeMeta:
-    me, mo = read_meta(even), read_meta(odd)
+    me, mo = read_volume_meta(even), read_volume_meta(odd)
     check_halves(even, odd, me.shape, mo.shape, header_voxel(me), header_voxel(mo))
     if not me.has_voxel_size and mo.has_voxel_size:  # as training: a header without a voxel size does not conflict
         return replace(me, voxel_size=mo.voxel_size)
@@ -169,6 +168,14 @@ def _slab_writer(writers: list[VolumeWriter], shape3: tuple[int, ...], mean: flo
     return write
 
 
+def _check_float16(writer: VolumeWriter, log: Log) -> None:
+    rel = writer.rounding_rms / writer.data_std if writer.data_std > 0 else 0.0
+    log(f"float16 output (MRC mode 12): rounding error RMS {100 * rel:.3f}% of the restored data's standard deviation")
+    if rel > 0.01:
+        log(f"warning: float16 rounding costs {100 * rel:.2f}% of the data's spread (the values sit far from zero "
+            "relative to their spread); write float32 (--output-dtype float32) if that matters")
+
+
 def predict_files(
     checkpoint: Path | Any,
     even: Path,
@@ -177,7 +184,7 @@ def predict_files(
     config: PredictConfig | None = None,
     *,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Log | None = None,
 ) -> Path:
     """Restore the pair ``even``/``odd`` with a trained model into ``output`` (float32 MRC).
@@ -186,16 +193,18 @@ def predict_files(
     ``config.write_halves`` the restored halves go to ``<stem>_even.mrc`` / ``<stem>_odd.mrc`` too.
     Shape, voxel size and origin are those of ``even``. ``checkpoint`` is a path (see
     :func:`cryocare_torch.train.checkpoint.load_checkpoint`) or an already loaded checkpoint.
-    Returns ``output``.
+    Returns ``output``. ``progress``: a tqdm bar (default: only when stderr is a terminal), else one line per ~10%.
+    ``config.output_dtype`` float16 writes MRC mode 12 and reports its rounding error against the data's spread.
     """
     cfg = config or PredictConfig()
     log = default_log(log)
+    progress = resolve_progress(progress)
     even, odd, output = Path(even), Path(odd), Path(output)
-    meta = _check_pair(even, odd)
+    meta = with_voxel_size(_check_pair(even, odd), cfg.voxel_size)
     shape3 = meta.shape if meta.ndim == 3 else (1, *meta.shape)
     outputs = [output, *(half_paths(output) if cfg.write_halves else ())]
     inputs = [even, odd] + ([Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else [])
-    nbytes = int(np.prod(shape3)) * 4 + HEADER_BYTES
+    nbytes = int(np.prod(shape3)) * (2 if cfg.output_dtype == "float16" else 4) + HEADER_BYTES
     for i, out in enumerate(outputs):
         check_output(out, overwrite=overwrite, inputs=inputs, nbytes=nbytes * (len(outputs) if i == 0 else 1))
     ck = _load(checkpoint)
@@ -217,6 +226,8 @@ def predict_files(
     plan = _tile_plan(model, cfg, device, dtype, shape3, nd, m, log)
     read = _section_reader(even, odd, meta, shape3, mean, std)
 
+    written: list[VolumeWriter] = []  # the writers of the last attempt (a retry after out-of-memory makes new ones)
+
     def attempt(p: TilePlan) -> None:
         grid = build_grid(shape3, nd, p, m)
         fwd = Forward(model, nd, device, dtype, p.batch_size)
@@ -225,13 +236,21 @@ def predict_files(
             f"{grid.n_tiles} tiles per half")
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(VolumeWriter(o, shape3, meta, overwrite=overwrite, inputs=inputs,
-                                                        label=_LABEL)) for o in outputs]
+                                                        label=_LABEL, dtype=cfg.output_dtype)) for o in outputs]
+            written.extend(writers)
+            lines = PercentLog(2 * grid.n_tiles, f"restoring {output.name}", log)  # without a terminal
             bar = stack.enter_context(tqdm(total=2 * grid.n_tiles, unit="tile", disable=not progress,
                                            desc=output.name, leave=False))
+
+            def tick(n: int) -> None:
+                bar.update(n) if progress else lines.update(n)
+
             run_tiled(fwd, grid, read, _slab_writer(writers, shape3, mean, std), n_inputs=2,
-                      average=not cfg.write_halves, progress=bar.update)
+                      average=not cfg.write_halves, progress=tick)
 
     run_with_retry(attempt, plan, m, log)
+    if cfg.output_dtype == "float16":
+        _check_float16(written[-len(outputs)], log)
     log(f"wrote {output}" + (f" and its restored halves {outputs[1].name}, {outputs[2].name}" if cfg.write_halves
                              else ""))
     return output

@@ -1,4 +1,4 @@
-"""Open the even/odd training pairs (MRC paths or arrays) as read-only arrays, with strict checks."""
+"""Open the even/odd training pairs (MRC/TIFF/Zarr paths or arrays) as read-only arrays, with strict checks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import DataError
 from ..io.halves import check_distinct_files, check_halves
 from ..io.mrc import open_memmap, read_meta
+from ..io.volumes import open_volume
 
 Source = str | Path | np.ndarray
 
@@ -28,7 +29,7 @@ class OpenedPair:
 def _open(src: Source) -> tuple[np.ndarray, tuple[float, float, float] | None, bool, str]:
     if isinstance(src, np.ndarray):
         return src, None, False, "array"
-    arr, meta = open_memmap(src, read_meta(src))
+    arr, meta = open_volume(src)  # MRC/TIFF memmap or a chunked Zarr view
     return arr, (meta.voxel_size if meta.has_voxel_size else None), meta.is_stack, str(src)
 
 

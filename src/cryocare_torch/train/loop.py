@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..config import CryocareConfig
 from ..errors import CheckpointError, ConfigError
 from ..io.atomic import atomic_write_json
-from ..logs import Log
+from ..logs import LinePacer, Log, pace_text, resolve_progress
 from ..model import build_model
 from ..patches import PatchData, build_patch_data
 from ..runtime import autocast, describe, memory_format, place_model, resolve_dtype
@@ -47,7 +47,7 @@ def train(
     config: CryocareConfig | None = None,
     *,
     resume: bool | str | Path = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
@@ -58,9 +58,12 @@ def train(
     may change, settings that define the model or the data may not (:class:`ConfigError`). ``max_minutes``
     counts the training time of all runs together. On SIGINT/SIGTERM the current step is finished,
     ``last.pt`` is written and :class:`KeyboardInterrupt` is raised. Under ``torchrun`` (``WORLD_SIZE`` > 1)
-    each process trains on its share of every batch and only rank 0 logs and writes files.
+    each process trains on its share of every batch and only rank 0 logs and writes files. ``progress``: tqdm bars
+    (default: only when stderr is a terminal); without them a plain line per epoch, at most one per ~10 s apart
+    from every 10% of the epochs, and one every ~30 s within a long epoch.
     """
     log = log or _logger.info
+    progress = resolve_progress(progress)
     out = Path(output_dir)
     raw: dict[str, Any] | None = None
     if resume:
@@ -228,6 +231,7 @@ class _Run:
         budget = tc.max_minutes * 60 if tc.max_minutes else None
         every = tc.checkpoint_every_minutes * 60
         self.t0 = last_save = time.monotonic()
+        self.step0, self.epoch0, self.pacer = self.step, self.epoch, LinePacer(tc.epochs - self.epoch)
         val_time, step_s, stop_reason = 0.0, 0.0, "epochs"
         n_val_batches = -(-len(self.data.val) // (self.local * self.ranks.world)) if self.data.val else 0
         self.net.train()
@@ -264,6 +268,9 @@ class _Run:
                         self.log(f"stopped by signal {self.signum or self.stop.signum} at step {self.step}; "
                                  f"{self.out / 'last.pt'} written, continue with --resume")
                         raise KeyboardInterrupt
+                    if not self.progress and self.pacer.heartbeat_due():
+                        self.log(f"epoch {self.epoch + 1}/{tc.epochs} step {self.epoch_step}/{self.spe}: train "
+                                 f"{self.loss_sum / self.loss_n:.4f}, {self._pace()}")
                     if time.monotonic() - last_save >= every:
                         self.save("last.pt")
                         last_save = time.monotonic()
@@ -303,6 +310,14 @@ class _Run:
         self.save("last.pt")
         if self.ranks.main:
             atomic_write_json(self.out / "history.json", self.history)
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        self.log(f"epoch {entry['epoch']}/{self.cfg.train.epochs}: train {fmt(train_loss)}, val {fmt(val_loss)}, "
-                 f"lr {entry['lr']:.2e}, {time_s:.0f} s{' (best)' if improved else ''}")
+        final = not complete or self.epoch >= self.cfg.train.epochs
+        if self.progress or self.pacer.due(self.epoch - self.epoch0, final=final):
+            fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+            self.log(f"epoch {entry['epoch']}/{self.cfg.train.epochs}: train {fmt(train_loss)}, val {fmt(val_loss)}, "
+                     f"lr {entry['lr']:.2e}, {time_s:.0f} s, {self._pace()}{' (best)' if improved else ''}")
+
+    def _pace(self) -> str:
+        tc = self.cfg.train
+        budget_left = tc.max_minutes * 60 - self.elapsed() if tc.max_minutes else None
+        return pace_text(self.step - self.step0, time.monotonic() - self.t0, tc.epochs * self.spe - self.step,
+                         budget_left)

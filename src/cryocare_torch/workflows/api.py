@@ -13,7 +13,7 @@ from ..config import CryocareConfig
 from ..errors import ConfigError
 from ..io.atomic import check_output
 from ..io.halves import pair_stem, validate_pairs
-from ..io.mrc import read_meta
+from ..io.volumes import read_volume_meta
 from ..predict import predict_files
 from ..train import train as _train
 
@@ -48,7 +48,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train a model on even/odd pairs; returns the path of the best checkpoint."""
@@ -66,7 +66,7 @@ def predict(
     config: CryocareConfig | None = None,
     *,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Restore one pair with a trained model (network applied to both halves, outputs averaged)."""
@@ -86,7 +86,7 @@ def denoise(
     max_minutes: float | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Train on all pairs, then restore each one. Inputs and outputs are checked before training."""
@@ -100,10 +100,10 @@ def denoise(
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
         n_vox = 1
-        for s in read_meta(even).shape:
+        for s in read_volume_meta(even).shape:
             n_vox *= s
-        factor = 3 if cfg.predict.write_halves else 1
-        check_output(out, overwrite=overwrite, inputs=inputs, nbytes=4 * n_vox * factor)
+        factor = (3 if cfg.predict.write_halves else 1) * (2 if cfg.predict.output_dtype == "float16" else 4)
+        check_output(out, overwrite=overwrite, inputs=inputs, nbytes=n_vox * factor)
     mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
     best = train(checked, mdir, cfg, resume=resume, overwrite=overwrite and not resume, progress=progress, log=log)
     return [
