@@ -53,7 +53,7 @@ class OutputState:
 
 
 def output_state(output: Path, shape: tuple[int, ...]) -> OutputState:
-    """Missing, complete (valid float32 MRC of ``shape``, exact size) or incomplete (with why)."""
+    """Missing, complete (valid float32 or float16 MRC of ``shape``, exact size) or incomplete (with why)."""
     if not output.exists():
         return OutputState("missing")
     try:
@@ -62,9 +62,11 @@ def output_state(output: Path, shape: tuple[int, ...]) -> OutputState:
         return OutputState("incomplete", str(exc).split(": ", 1)[-1])
     if tuple(meta.shape) != tuple(shape):
         return OutputState("incomplete", f"shape {meta.shape} differs from the input's {tuple(shape)}")
-    size, want = output.stat().st_size, meta.data_offset + 4 * math.prod(shape)
-    if meta.mode != 2 or size != want:
-        return OutputState("incomplete", f"mode {meta.mode}, {size} bytes (expected float32, {want} bytes)")
+    itemsize = {2: 4, 12: 2}.get(meta.mode, 0)  # --output-dtype float32 or float16
+    size, want = output.stat().st_size, meta.data_offset + itemsize * math.prod(shape)
+    if not itemsize or size != want:
+        return OutputState("incomplete", f"mode {meta.mode}, {size} bytes (expected float32 or float16, "
+                                         f"{want} bytes)")
     return OutputState("complete")
 
 
