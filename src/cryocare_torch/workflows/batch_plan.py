@@ -108,9 +108,10 @@ def _manifest(plan: BatchPlan, log: Log) -> tuple[Manifest, list, bool]:
 def run_batch(plan: BatchPlan, *, log: Log = quiet) -> int:
     """Run a plan that is not :attr:`BatchMode.WATCH` (the CLI runs the watch); returns the exit code."""
     manifest, items, main_process = _manifest(plan, log)
-    if not manifest.items:
-        label = f"{plan.shard.label} " if plan.shard is not None else ""
-        print(f"{label}nothing to do: every output is complete (pass --overwrite to redo them)")
+    # under torchrun a process cannot tell "complete before this run" from "just written by another rank", so
+    # each one reports on its own share (run_torchrun_share), never on what the others have done meanwhile
+    if not manifest.items and plan.shard is None:
+        print("nothing to do: every output is complete (pass --overwrite to redo them)")
         return 0
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     # a submitted job keeps reading its own manifest, so each submission gets a new one; local runs reuse theirs
