@@ -124,6 +124,10 @@ def test_evaluate_writes_metrics_and_figures(tmp_path: Path, capsys: pytest.Capt
     assert rows["cryocare-torch"]["psnr"] > rows["raw average"]["psnr"]
     assert m["baselines"]["median"]["tuned"] and m["voxel_size_angstrom"] == 8.0
     assert set(m["downstream"]["best"]) == {"raw average", "cryocare-torch"} and m["downstream"]["n_centres"] == 4
+    directional = m["directional_fsc_truth"]
+    assert set(directional) == {"raw average", "cryocare-torch"}
+    assert directional["cryocare-torch"]["correlation"] > directional["raw average"]["correlation"]
+    assert directional["raw average"]["ratio_z_over_x_0_5"] > 0 and directional["raw average"]["half_angle_deg"] == 30
     for name in m["figures"].values():
         assert (out / name).read_bytes()[:8] == PNG
     assert set(m["figures"]) == {"slices", "slices_baselines", "fsc", "precision_recall"}

@@ -274,8 +274,11 @@ def evaluate(
         print(f"FSC {'restored vs truth, estimated':28s} {_crossings(est)}  (from the halves on {where}"
               f"{', biased' if est['biased'] else ''}; raw average: 0.5 {est['raw_average_res_0_5_nm']:.2f} nm, "
               f"0.143 {est['raw_average_res_0_143_nm']:.2f} nm)")
+    for name, d in (metrics.get("directional_fsc_truth") or {}).items():
+        print(f"vs truth, {name}: correlation {d['correlation']:.3f}; FSC 0.5 in a {d['half_angle_deg']:g}-degree cone "
+              f"around z {d['z']['res_0_5_nm']:.2f} nm, around x {d['x']['res_0_5_nm']:.2f} nm (z/x "
+              f"{d['ratio_z_over_x_0_5']:.2f})")
     if metrics["quality"]:
-
         print(format_table(metrics["quality"]))
     for name, row in ((metrics.get("downstream") or {}).get("best") or {}).items():
         print(f"downstream {name}: F1 {row['f1']:.3f} (precision {row['precision']:.3f}, recall {row['recall']:.3f})")

@@ -12,6 +12,9 @@ centres) :func:`evaluate_run` computes
 * baselines (median, Gaussian, NAD; oracle-tuned with a truth, defaults without) and, with a truth,
   PSNR/SSIM/FSC-0.5 of raw average, baselines and restored -- on a central box (see
   :mod:`.scoring`);
+* with a truth, the directional resolution against it (:mod:`cryocare_torch.evaluate.directional`: the FSC in
+  a 30-degree cone around z and around x, and their ratio) and the correlation, for raw average and restored --
+  give ``object.mrc`` of a simulated dataset as the truth to see how much of the missing wedge was filled;
 * with labels and centres, the downstream detection check raw vs restored
   (:func:`cryocare_torch.evaluate.detection.downstream_comparison`);
 * the training history (``history.json`` of the model folder) when it can be found,
@@ -41,6 +44,7 @@ from ..errors import CheckpointError, ConfigError
 from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
 from ..evaluate.fsc import fsc
 from ..evaluate.fsc_truth import RESTORED_HALVES_NOTE
+from ..evaluate.object_scores import directional_table
 from ..evaluate.plots import loss_curve, plot_estimated_fsc_truth, plot_fsc, slices_figure
 from ..io.atomic import atomic_write_json, check_output
 from ..io.mrc import read_volume
@@ -187,6 +191,8 @@ def evaluate_run(
     t0 = time.perf_counter()
     say("FSC curves ...")
     curves = _fsc_curves(inputs, raw, e, o, restored, truth, voxel_size, opts.soft_edge)
+    directional = None if truth is None else directional_table(
+        {"raw average": raw, RESTORED: restored}, truth, voxel_size=voxel_size, soft_edge=opts.soft_edge)
     seconds["fsc"] = time.perf_counter() - t0
     if "restored halves" not in curves:
         notes.append("No restored halves found (write them with 'cryocare predict --write-halves'); "
@@ -250,7 +256,7 @@ def evaluate_run(
         "versions": versions(), "config": config, "training": training,
         "fsc": {name: c.to_dict() | ({"note": RESTORED_HALVES_NOTE} if name == "restored halves" else {})
                 for name, c in curves.items()},
-        "estimated_fsc_truth": truth_fsc,
+        "estimated_fsc_truth": truth_fsc, "directional_fsc_truth": directional,
         "quality": quality,
         "baselines": {b.label: {"method": b.method, "params": b.params, "tuned": b.tuned,
                                 "description": b.describe(), "seconds": b.seconds} for b in baselines},

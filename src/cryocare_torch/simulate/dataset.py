@@ -5,6 +5,8 @@ images ``counts / expected_mean - 1`` (see :meth:`TiltSeries.normalised`), all f
 they share every processing step: ``even`` and ``odd`` carry half the dose each, ``full`` all of it,
 and ``clean`` (the reference) is the same reconstruction of the noise-free tilt series, with the same
 missing wedge and CTF. ``E[even] = E[odd] ~ clean``. Dense matter is dark (negative), as in real data.
+``object_map`` is the specimen itself on the same grid and in the same units and sign, without noise, missing
+wedge or CTF (:mod:`.object_map`): what a restoration that also fills the wedge and undoes the CTF aims at.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..io.atomic import atomic_write_json, atomic_write_text, check_output
 from ..io.mrc import VolumeMeta, write_volume
 from ..tomo.backproject import weighted_backprojection
 from .acquisition import TiltSeries, required_lateral_pad, simulate_tilt_series, tilt_angles
+from .object_map import object_contrast
 from .phantom import Phantom, make_phantom
 
 TOMOGRAM_FILES = {"even": "tomo_even.mrc", "odd": "tomo_odd.mrc", "full": "tomo_full.mrc", "clean": "tomo_clean.mrc"}
@@ -38,6 +41,8 @@ class SimulatedData:
     config: SimulateConfig
     truth_density: torch.Tensor
     """(d, h, w) float32 mean inner potential (V) of the specimen in the field of view."""
+    object_map: torch.Tensor
+    """(d, h, w) float32 the specimen as the tomograms show it (sign, units), without noise, wedge or CTF."""
     labels: torch.Tensor
     """(d, h, w) uint8 classes (see ``phantom.LABEL_NAMES``)."""
     decoration_centres: torch.Tensor
@@ -90,9 +95,11 @@ def simulate(
     tomos = _reconstruct(ts, shape)
     dec, keep = _in_fov(phantom.decoration_centres, shape, pad)
     cx, keep_cx = _in_fov(phantom.complex_centres, shape, pad)
+    truth = phantom.density[..., pad : pad + w].contiguous()
     return SimulatedData(
         config=cfg,
-        truth_density=phantom.density[..., pad : pad + w].contiguous(),
+        truth_density=truth,
+        object_map=object_contrast(truth, cfg),
         labels=phantom.labels[..., pad : pad + w].contiguous(),
         decoration_centres=dec,
         decoration_filament=phantom.decoration_filament[keep],
@@ -148,7 +155,9 @@ def write_dataset(
 ) -> dict[str, Path]:
     """Simulate ``cfg`` and write it to ``out_dir`` (created if missing); returns name -> path.
 
-    Writes ``tomo_{even,odd,full,clean}.mrc``, ``truth_density.mrc``, ``labels.mrc``,
+    Writes ``tomo_{even,odd,full,clean}.mrc``, ``object.mrc`` (the specimen as a perfect tomogram would show
+    it: no noise, wedge or CTF; score with :mod:`cryocare_torch.evaluate.object_scores`), ``truth_density.mrc``,
+    ``labels.mrc``,
     ``tilt_{even,odd,full,clean}.mrc`` (angle-sorted stacks; counts, clean = expected counts of the full
     exposure), ``tilts.tlt``, ``tilts.mdoc``, ``decorations.csv``, ``complexes.csv`` and
     ``simulation.json``; with ``frames`` also ``frames/tilt_NNN.mrc`` (the Poisson frames of each tilt).
@@ -159,7 +168,8 @@ def write_dataset(
     if out.exists() and not out.is_dir():
         raise OutputError("output path exists and is not a folder; choose another name", out)
     names = {**{f"tomo_{k}": v for k, v in TOMOGRAM_FILES.items()}, **{f"tilt_{k}": v for k, v in TILT_FILES.items()}}
-    names |= {"truth_density": "truth_density.mrc", "labels": "labels.mrc", "tlt": "tilts.tlt", "mdoc": "tilts.mdoc",
+    names |= {"object": "object.mrc", "truth_density": "truth_density.mrc", "labels": "labels.mrc",
+              "tlt": "tilts.tlt", "mdoc": "tilts.mdoc",
               "decorations": "decorations.csv", "complexes": "complexes.csv", "config": "simulation.json"}
     paths = {k: out / v for k, v in names.items()}
     if out.exists():
@@ -169,10 +179,10 @@ def write_dataset(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({exc.strerror})", out) from None
-    # refuse a disk without room before the simulation runs: 5 float32 + 1 int8 volumes, 4 float32 stacks
+    # refuse a disk without room before the simulation runs: 6 float32 + 1 int8 volumes, 4 float32 stacks
     d, h, w = (int(s) for s in cfg.shape)
     n_tilts = len(tilt_angles(cfg))
-    nbytes = (5 * 4 + 1) * d * h * w + 4 * 4 * n_tilts * h * w
+    nbytes = (6 * 4 + 1) * d * h * w + 4 * 4 * n_tilts * h * w
     if frames:
         nbytes += 4 * n_tilts * cfg.n_frames * h * w
     check_output(paths["tomo_even"], overwrite=True, nbytes=nbytes)  # existing files were checked above
@@ -185,6 +195,7 @@ def write_dataset(
     stack_meta = VolumeMeta(shape=tuple(ts.clean.shape), voxel_size=(px, px, px), is_stack=True)
     for k in TILT_FILES:
         write_volume(paths[f"tilt_{k}"], getattr(ts, k).numpy(), stack_meta, overwrite=overwrite)
+    write_volume(paths["object"], data.object_map.numpy(), voxel_size=px, overwrite=overwrite)
     write_volume(paths["truth_density"], data.truth_density.numpy(), voxel_size=px, overwrite=overwrite)
     write_volume(paths["labels"], data.labels.numpy().astype(np.int8), voxel_size=px, overwrite=overwrite)
 
