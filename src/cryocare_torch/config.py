@@ -149,8 +149,7 @@ class PredictConfig(_Section):
     )
     batch_size: int | None = Field(None, ge=1, description="Tiles per forward pass (default: from budget).")
     memory_budget_gb: float = Field(
-        1.0, gt=0, description="Memory for tile batches and activations (host on CPU, GPU on GPU)."
-    )
+        1.0, gt=0, description="Memory for tile batches and activations (host on CPU, GPU on GPU).")
     precision: Precision = Field("auto", description="Inference precision (auto: bf16 where supported).")
     device: DeviceName = Field("auto", description="auto, cpu, cuda or cuda:N.")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
@@ -195,13 +194,24 @@ class SimulateConfig(_Section):
     decoration_period_nm: float = Field(24.0, gt=2, description="Spacing of the decorations along a filament (nm).")
     spherical_aberration_mm: float = Field(2.7, ge=0, description="Spherical aberration Cs in mm.")
     amplitude_contrast: float = Field(0.07, ge=0, le=1, description="Amplitude contrast fraction of the CTF.")
-    contrast_scale: float = Field(
-        1.0, gt=0, description="Multiplier on the physical phase contrast (lower: noisier, less contrast)."
-    )
+    contrast_scale: float = Field(1.0, gt=0, description="Multiplier on the physical phase contrast (lower: noisier).")
     tilt_order: Literal["dose_symmetric", "sequential", "bidirectional"] = Field(
-        "dose_symmetric", description="Acquisition order of the tilts (sets the dose each tilt received before)."
-    )
+        "dose_symmetric", description="Acquisition order of the tilts (sets the dose each tilt received before).")
     dose_symmetric_group: int = Field(2, ge=1, le=20, description="Tilts per side before switching (dose-symmetric).")
+    defocus_spread_um: float = Field(0.0, ge=0, le=5, description="Per-tilt defocus offsets, uniform in +-this (um).")
+    defocus_gradient: bool = Field(False, description="Defocus changes across each tilted image (x tan(tilt)).")
+
+
+class CtfConfig(_Section):
+    """CTF correction of the aligned views before back-projection (``cryocare prepare t2t --ctf``)."""
+
+    mode: Literal["none", "phaseflip", "wiener"] = Field("none", description="none, phaseflip or wiener (per view).")
+    defocus_um: float | None = Field(None, gt=0, le=20, description="One underfocus (um) for every view.")
+    voltage_kv: float | None = Field(None, gt=0, le=1000, description="kV (default: .mdoc/CTFFIND header, else 300).")
+    cs_mm: float | None = Field(None, ge=0, le=10, description="Spherical aberration mm (default: header, else 2.7).")
+    amplitude_contrast: float | None = Field(None, ge=0, lt=1, description="Amplitude contrast (default 0.07).")
+    defocus_step_nm: float = Field(50.0, gt=0, le=1000, description="Largest defocus step between strips (nm).")
+    wiener_constant: float = Field(0.1, gt=0, le=10, description="Wiener: CTF / (CTF^2 + this).")
 
 
 class MotionConfig(_Section):
@@ -239,6 +249,7 @@ class CryocareConfig(_Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    ctf: CtfConfig = Field(default_factory=CtfConfig)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -20,7 +20,7 @@ from ..simulate.raw import raw_config, write_raw_dataset
 from ..workflows.p2p import p2p_reconstruct as run
 from .app import app
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions, build_config
-from .prepare_options import AlignOptions, RawOptions, ReconOptions, report_pair
+from .prepare_options import AlignOptions, CtfOptions, RawOptions, ReconOptions, report_pair
 
 prepare_app = App(
     name="prepare",
@@ -140,12 +140,13 @@ def t2t(
     raw: RawOptions,
     align: AlignOptions | None = None,
     rec: ReconOptions,
+    ctf: CtfOptions | None = None,
     overwrite: bool = False,
 ) -> int:
     """Tomogram pairs: T2T-df (even/odd frames of every tilt) or T2T-eoa (even/odd acquisition numbers).
 
     Both halves share one geometry (angles, .xf, thickness, binning); T2T-eoa halves are weighted for
-    their own angular spacing. Writes OUTPUT_DIR/NAME_t2t_REGIME_{even,odd}.mrc and a pair list.
+    their own angular spacing (--ctf: CTF-corrected views). Writes OUTPUT_DIR/NAME_t2t_REGIME_{even,odd}.mrc.
 
     Parameters
     ----------
@@ -159,7 +160,7 @@ def t2t(
     output_dir.mkdir(parents=True, exist_ok=True)
     pair = prepare_t2t(raw.build(), (align or AlignOptions()).build(), output_dir, regime=regime,
                        thickness=rec.thickness, binning=rec.binning, normalize=rec.normalize, overwrite=overwrite,
-                       log=_log)
+                       log=_log, ctf=(ctf := ctf or CtfOptions()).build(), defocus_file=ctf.defocus_file)
     report_pair(pair)
     return 0
 

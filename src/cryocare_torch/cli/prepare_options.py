@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from cyclopts import Group, Parameter
+from pydantic import ValidationError
 
+from ..config import CtfConfig
 from ..errors import ConfigError
 from ..io.imod import parse_exclude_list
 from ..prepare.pipeline import Alignment, PreparedPair, RawTiltSeries
@@ -15,6 +17,7 @@ from ..prepare.pipeline import Alignment, PreparedPair, RawTiltSeries
 G_RAW = Group("Raw data", sort_key=1)
 G_ALIGN = Group("Alignment", sort_key=2)
 G_REC = Group("Reconstruction", sort_key=3)
+G_CTF = Group("CTF correction", sort_key=4)
 
 
 @Parameter(name="*", group=G_RAW)
@@ -78,6 +81,37 @@ class ReconOptions:
     "Bin the aligned views by this factor before reconstruction."
     normalize: Literal["mean", "none"] = "mean"
     "Per-view normalisation before back-projection: view/mean - 1 (contrast), or none."
+
+
+@Parameter(name="*", group=G_CTF)
+@dataclass
+class CtfOptions:
+    ctf: Literal["none", "phaseflip", "wiener"] = "none"
+    ("Correct every aligned view for the CTF before back-projection: phaseflip (in strips of defocus, as IMOD "
+     "ctfphaseflip) or wiener (CTF/(CTF^2+c)); defocus from the .mdoc unless --defocus or --defocus-file.")
+    defocus: float | None = None
+    "One underfocus in micrometres (positive) for every view, instead of the .mdoc's Defocus."
+    defocus_file: Path | None = None
+    "Per-view defocus: CTFFIND4 diagnostic .txt, AreTomo _CTF.txt, IMOD .defocus (angle-sorted views) or a .mdoc."
+    voltage: float | None = None
+    "Acceleration voltage in kV (default: the .mdoc's or CTFFIND's, else 300)."
+    cs: float | None = None
+    "Spherical aberration in mm (default: CTFFIND's, else 2.7)."
+    amplitude_contrast: float | None = None
+    "Amplitude contrast fraction (default: CTFFIND's, else 0.07)."
+    defocus_step: float = 50.0
+    "Largest defocus step (nm) between the strips of a tilted view."
+    wiener_constant: float = 0.1
+    "The c of --ctf wiener."
+
+    def build(self) -> CtfConfig:
+        try:
+            return CtfConfig(mode=self.ctf, defocus_um=self.defocus, voltage_kv=self.voltage, cs_mm=self.cs,
+                             amplitude_contrast=self.amplitude_contrast, defocus_step_nm=self.defocus_step,
+                             wiener_constant=self.wiener_constant)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise ConfigError(f"CTF options: {'.'.join(str(x) for x in e['loc'])}: {e['msg']}") from None
 
 
 def report_pair(pair: PreparedPair) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
@@ -269,8 +269,10 @@ def read_mdoc(
 def write_mdoc(path: str | Path, angles: Sequence[float] | np.ndarray, z_values: Sequence[int] | np.ndarray,
                doses: Sequence[float] | np.ndarray, pixel_size: float, datetimes: Sequence[datetime] | None,
                sub_frame_paths: Sequence[str] | None = None, *, tilt_axis_angle: float | None = None,
-               image_file: str | None = None, overwrite: bool = False) -> Path:
-    """Write a SerialEM-style tilt-series ``.mdoc`` (readable by :func:`read_mdoc`, ``mdocfile`` and IMOD)."""
+               image_file: str | None = None, overwrite: bool = False,
+               extra: Mapping[str, Sequence[float]] | None = None) -> Path:
+    """Write a SerialEM-style tilt-series ``.mdoc`` (readable by :func:`read_mdoc`, ``mdocfile`` and IMOD);
+    ``extra``: more numeric keys per section, e.g. ``{"Defocus": [...]}`` (SerialEM: negative = underfocus)."""
     n = len(angles)
     for name, seq in (("z_values", z_values), ("doses", doses), ("datetimes", datetimes),
                       ("sub_frame_paths", sub_frame_paths)):
@@ -292,5 +294,6 @@ def write_mdoc(path: str | Path, angles: Sequence[float] | np.ndarray, z_values:
             body.append(f"SubFramePath = {sub_frame_paths[i]}")
         if datetimes is not None:
             body.append(f"DateTime = {format_serialem_datetime(datetimes[i])}")
+        body += [f"{key} = {float(values[i])!r}" for key, values in (extra or {}).items()]
         body.append("")
     return atomic_write_text(path, "\n".join(head + body), overwrite=overwrite)

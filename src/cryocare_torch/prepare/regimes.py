@@ -17,7 +17,9 @@
   holds views ``0..n-2``, ``_odd`` views ``1..n-1``); ``<name>_p2p_tap_aligned.mrc`` holds every aligned tilt,
   the images a P2P-tap network restores one by one.
 
-Views are normalised to contrast (``view / mean - 1``) before reconstruction, as the simulator does.
+Views are normalised to contrast (``view / mean - 1``) before reconstruction, as the simulator does. T2T
+halves can be CTF-corrected view by view before back-projection (``ctf``: phase flipping or a Wiener-type
+filter in strips of defocus, :mod:`cryocare_torch.prepare.ctf`), both halves alike.
 Outputs go to ``out_dir`` as ``<name>_<regime>_{even,odd}.mrc`` (P2P-df/-ip: the stacks in
 ``out_dir/tiltseries``) plus ``<name>_<regime>_pairs.txt``.
 """
@@ -28,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import CtfConfig
 from ..errors import ConfigError
+from .ctf_inputs import build_view_ctf
 from .pipeline import Alignment, Log, PreparedPair, RawTiltSeries, load_alignment, tiltseries_stacks, write_pair_list
 from .tiltseries import acquisition_halves, adjacent_pairs, write_acquisition_halves
 from .views import Normalization, copy_views, reconstruct_views, sibling
@@ -53,9 +57,12 @@ def prepare_t2t(
     overwrite: bool = False,
     progress: bool = False,
     log: Log | None = None,
+    ctf: CtfConfig | None = None,
+    defocus_file: Path | None = None,
 ) -> PreparedPair:
     """T2T-df or T2T-eoa tomogram halves ``<out>/<name>_t2t_<regime>_{even,odd}.mrc`` (thickness and binning
-    in binned voxels; voxel size = pixel size x binning)."""
+    in binned voxels; voxel size = pixel size x binning); ``ctf``/``defocus_file``: see
+    :func:`~cryocare_torch.prepare.ctf_inputs.build_view_ctf`."""
     if regime not in T2T_REGIMES:
         raise ConfigError(f"unknown T2T regime {regime!r}; use df (dose fractionation) or eoa (even/odd acquisition)")
     say = _say(log)
@@ -63,6 +70,7 @@ def prepare_t2t(
     views, stacks = tiltseries_stacks(raw, out, need_frames=regime == "df", overwrite=overwrite, log=log,
                                       alignment=alignment)
     angles, xf = load_alignment(alignment, views)
+    view_ctf = build_view_ctf(ctf, views, angles, xf, pixel_size=raw.pixel_size, defocus_file=defocus_file, log=say)
     prefix = out / f"{views.name}_t2t_{regime}"
     halves: dict[str, Path] = {}
     if regime == "df":
@@ -70,7 +78,7 @@ def prepare_t2t(
             say(f"reconstructing the {half} frame sums of {views.n} tilts (T2T-df)")
             halves[half] = reconstruct_views(stacks[half], angles, sibling(prefix, f"_{half}.mrc"), thickness, xf=xf,
                                              binning=binning, normalize=normalize, overwrite=overwrite,
-                                             progress=progress)
+                                             progress=progress, ctf=view_ctf)
     else:
         write_acquisition_halves(stacks["sum"], views, stacks["sum"].parent / views.name, xf=xf, angles=angles,
                                  overwrite=True)
@@ -78,7 +86,7 @@ def prepare_t2t(
             say(f"reconstructing the {idx.size} tilts of {half} acquisition number (T2T-eoa)")
             halves[half] = reconstruct_views(stacks["sum"], angles, sibling(prefix, f"_{half}.mrc"), thickness,
                                              indices=idx, xf=xf, binning=binning, normalize=normalize,
-                                             overwrite=overwrite, progress=progress)
+                                             overwrite=overwrite, progress=progress, ctf=view_ctf)
     name = f"{views.name}_t2t_{regime}"
     lst = write_pair_list(sibling(prefix, "_pairs.txt"), [(name, halves["even"], halves["odd"])], overwrite=True)
     return PreparedPair(name, f"t2t-{regime}", halves["even"], halves["odd"], lst)

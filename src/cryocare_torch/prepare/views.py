@@ -21,6 +21,7 @@ from ..errors import ConfigError, DataError
 from ..io.mrc import VolumeMeta, VolumeWriter, open_memmap, read_meta
 from ..tomo.align import XfLike, apply_xf, as_xf
 from ..tomo.backproject import reconstruct_file
+from .ctf import ViewCtf
 
 Normalization = Literal["mean", "none"]
 
@@ -54,9 +55,10 @@ def copy_views(
     pixel_size: float | None = None,
     overwrite: bool = False,
     label: str = "cryocare-torch: selected views",
+    ctf: ViewCtf | None = None,
 ) -> Path:
     """Write views ``indices`` of the stack ``src`` (in that order) to the stack ``dst``, each optionally
-    aligned with its transform ``xf[k]`` (one per *output* view) and normalised.
+    normalised, aligned with its transform ``xf[k]`` and CTF-corrected by ``ctf`` (both one per *output* view).
 
     ``pixel_size`` (A) replaces the input's when given. Returns ``dst``.
     """
@@ -81,6 +83,8 @@ def copy_views(
                 view = normalize_view(view, normalize, f"{src.name} view {i}")
                 if t is not None:
                     view = apply_xf(view, t[k : k + 1])
+                if ctf is not None:
+                    view = ctf.correct(view, k)
                 wr.write_slab(k, view.numpy()[None])
     finally:
         del data
@@ -101,9 +105,11 @@ def reconstruct_views(
     overwrite: bool = False,
     progress: bool = False,
     device: str = "cpu",
+    ctf: ViewCtf | None = None,
 ) -> Path:
     """Weighted back-projection of views ``indices`` (default all) of ``stack``: normalised, aligned by their
-    ``xf`` and binned, with the angular weights of their own spacing.
+    ``xf``, CTF-corrected (``ctf``: one entry per view of ``stack``; at the stack's pixel size, after the
+    alignment) and binned, with the angular weights of their own spacing.
 
     ``angles`` and ``xf`` have one entry per view of ``stack``; ``thickness``/``width`` are in binned voxels.
     The normalised views go through a temporary stack beside ``output``, removed afterwards.
@@ -120,7 +126,12 @@ def reconstruct_views(
         raise ConfigError(f"thickness must be a positive number of voxels, got {thickness}")
     tmp = output.with_name(f".{output.name}.{os.getpid()}.views.mrc")
     try:
-        copy_views(stack, tmp, idx, normalize=normalize, overwrite=True, label="cryocare-torch: normalised views")
+        if ctf is not None:  # align first: the correction needs the tilt axis vertical
+            copy_views(stack, tmp, idx, normalize=normalize, xf=sub_xf, ctf=ctf.subset(idx), overwrite=True,
+                       label=f"cryocare-torch: normalised, aligned, CTF {ctf.mode} views")
+            sub_xf = None
+        else:
+            copy_views(stack, tmp, idx, normalize=normalize, overwrite=True, label="cryocare-torch: normalised views")
         return reconstruct_file(tmp, ang[idx], output, int(thickness), xf=sub_xf, binning=binning, width=width,
                                 overwrite=overwrite, progress=progress, device=device)
     finally:

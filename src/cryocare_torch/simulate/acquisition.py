@@ -9,6 +9,9 @@ For each tilt ``theta`` and frame ``f`` (exposure ``N_f`` accumulated before the
 
 ``T(theta) = exp(-t / (cos(theta) * mfp))`` is the zero-loss (energy-filtered) fraction for ice thickness
 ``t``. Frames are split into even (0, 2, 4, ...) and odd (1, 3, 5, ...) sums, as for cryo-CARE.
+Each tilt has its own defocus (``defocus_um`` plus a uniform offset within ``defocus_spread_um``; recorded in
+:attr:`TiltSeries.defocus_um`), and with ``defocus_gradient`` it changes across the tilted image
+(:func:`~cryocare_torch.simulate.ctf.column_defocus`, tilt axis along y).
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from ..config import SimulateConfig
 from ..errors import ConfigError
 from ..fourier import fourier_shift
 from ..tomo.projector import project
-from .ctf import ctf_2d, exposure_filter, frequency_grid, interaction_constant
+from .ctf import (
+    column_defocus,
+    column_weights,
+    ctf_2d,
+    defocus_samples,
+    exposure_filter,
+    frequency_grid,
+    interaction_constant,
+)
 from .detector import Detector
 from .phantom import Phantom
 
@@ -120,6 +131,8 @@ class TiltSeries:
     """(n, n_frames, 2) drift (dy, dx) in pixels applied to each frame."""
     frames: torch.Tensor | None = None
     """(n, n_frames, h, w) Poisson counts per frame, when ``keep_frames`` was set."""
+    defocus_um: torch.Tensor | None = None
+    """(n,) underfocus of each tilt at the image centre (um); None without a CTF."""
 
     def normalised(self, which: str) -> torch.Tensor:
         """``counts / expected_mean - 1`` (contrast, dense matter negative) of ``clean/even/odd/full``.
@@ -177,11 +190,7 @@ def simulate_tilt_series(
 
     image_hw = (int(phase.shape[-2]), int(phase.shape[-1]))
     k = frequency_grid(image_hw, cfg.pixel_size)
-    if cfg.defocus_um > 0:
-        ctf = ctf_2d(image_hw, cfg.pixel_size, defocus_um=cfg.defocus_um, voltage_kv=cfg.voltage_kv,
-                     cs_mm=cfg.spherical_aberration_mm, amplitude_contrast=cfg.amplitude_contrast)
-    else:  # no CTF: an ideal in-focus phase-contrast image (Zernike-like, phase -> intensity)
-        ctf = torch.ones_like(k)
+    defocus = tilt_defocus(cfg, n)
     rank = acquisition_order(angles, cfg.tilt_order, cfg.dose_symmetric_group)
     prior = rank.double() * cfg.dose_per_tilt
     frame_dose = cfg.dose_per_tilt / nf
@@ -198,8 +207,7 @@ def simulate_tilt_series(
     for i in range(n):
         spec = torch.fft.rfft2(phase[i].double())
         exposures = prior[i] + (torch.arange(nf, dtype=torch.float64) + 0.5) * frame_dose
-        transfer = 2.0 * ctf[None] * exposure_filter(k, exposures)
-        g = torch.fft.irfft2(spec[None] * transfer, s=phase.shape[-2:]).float()
+        g = _ctf_images(spec, exposure_filter(k, exposures), cfg, image_hw, defocus, float(angles[i]), i)
         if bool(frame_drift[i].any()):
             g = fourier_shift(g, frame_drift[i], precision=torch.float64).to(g.dtype)
         lam = (n0 * float(t_zl[i])) * torch.exp(-g[:, py : py + h, x0 : x0 + w])
@@ -213,4 +221,37 @@ def simulate_tilt_series(
         angles=angles, order=rank, prior_dose=prior.float(), dose_per_tilt=float(cfg.dose_per_tilt),
         pixel_size=float(cfg.pixel_size), mean_counts=(cfg.dose_per_tilt * cfg.pixel_size**2) * t_zl,
         clean=clean, even=even, odd=odd, full=even + odd, n_frames=nf, frame_drift=frame_drift, frames=frames,
+        defocus_um=torch.from_numpy(defocus) if defocus is not None else None,
     )
+
+
+def tilt_defocus(cfg: SimulateConfig, n: int) -> np.ndarray | None:
+    """Underfocus (um) of each of ``n`` tilts: ``defocus_um`` plus a seeded uniform offset in
+    ``+-defocus_spread_um``; None when ``defocus_um`` is 0 (no CTF)."""
+    if cfg.defocus_um <= 0:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3]))
+    spread = rng.uniform(-1.0, 1.0, n) * cfg.defocus_spread_um if cfg.defocus_spread_um > 0 else np.zeros(n)
+    return np.maximum(cfg.defocus_um + spread, 0.05)
+
+
+def _ctf_images(spec: torch.Tensor, fading: torch.Tensor, cfg: SimulateConfig, shape: tuple[int, int],
+                defocus: np.ndarray | None, angle: float, i: int) -> torch.Tensor:
+    """``2 F^-1[CTF * fading * spec]`` for every exposure of ``fading``; with ``defocus_gradient`` a blend of
+    images at defocus values 20 nm apart, column by column. No CTF (an ideal in-focus phase-contrast image,
+    phase -> intensity) when ``defocus`` is None."""
+    if defocus is None:
+        return torch.fft.irfft2(spec[None] * 2.0 * fading, s=shape).float()
+    dz = float(defocus[i])
+    cols = column_defocus(shape[1], cfg.pixel_size, dz, angle) if cfg.defocus_gradient else torch.tensor([dz])
+    samples = defocus_samples(cols, 0.02)
+    weights = column_weights(cols, samples)
+    out = torch.zeros((fading.shape[0], *shape), dtype=torch.float64)
+    for j, d in enumerate(samples.tolist()):
+        ctf = ctf_2d(shape, cfg.pixel_size, defocus_um=d, voltage_kv=cfg.voltage_kv,
+                     cs_mm=cfg.spherical_aberration_mm, amplitude_contrast=cfg.amplitude_contrast)
+        g = torch.fft.irfft2(spec[None] * (2.0 * ctf[None] * fading), s=shape)
+        if samples.numel() == 1:
+            return g.float()
+        out += g * weights[j]
+    return out.float()

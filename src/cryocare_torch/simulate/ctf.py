@@ -11,6 +11,14 @@
   (e-/A^2) the signal amplitude at spatial frequency ``k`` (1/A) is multiplied by
   ``exp(-N / (2 * Ne(k)))`` with the critical exposure ``Ne(k) = 0.245 * k^-1.665 + 2.81``.
 
+* Tilted specimen: with the tilt axis vertical (along y), the defocus changes across the image as
+  ``dz(x) = dz0 + (x - xc) * pixel_size * tan(tilt)`` (:func:`column_defocus`), the convention of IMOD's
+  ``ctfphaseflip`` (``stripDefocus = defocus - (nx/2 + xShift - stripMid) * tan(angle) * pixelSize`` in
+  IMOD's ``ctfphaseflip.cpp``, Xiong 2007-2008: more underfocus at larger x for a positive tilt). An image
+  whose defocus varies by column is a blend of images at a few defocus values, each column taking the two
+  nearest (:func:`defocus_samples`, :func:`column_weights`); the simulator forms tilted images that way and
+  :mod:`cryocare_torch.prepare.ctf` corrects them the same way.
+
 All frequencies are in 1/Angstrom; grids follow ``torch.fft.rfft2`` layout ``(h, w // 2 + 1)``.
 """
 
@@ -105,3 +113,38 @@ def exposure_filter(k: torch.Tensor, exposure: float | torch.Tensor) -> torch.Te
     if n.ndim:
         n = n.reshape(-1, *([1] * k.ndim))
     return torch.exp(-n / (2.0 * ne))
+
+
+def column_defocus(width: int, pixel_size: float, defocus_um: float, tilt_deg: float, *,
+                   x_shift: float = 0.0) -> torch.Tensor:
+    """Underfocus (um) of each of ``width`` columns of a view tilted by ``tilt_deg`` about a vertical axis.
+
+    ``defocus_um`` holds at column ``(width - 1) / 2 + x_shift`` (the centre of the image the defocus was
+    measured on, moved by the alignment's x shift, as IMOD's ``ctfphaseflip`` reads it from the ``.xf``).
+    """
+    x = torch.arange(width, dtype=torch.float64) - ((width - 1) / 2.0 + x_shift)
+    return defocus_um + x * pixel_size * math.tan(math.radians(tilt_deg)) * 1e-4
+
+
+def defocus_samples(columns_um: torch.Tensor, step_um: float) -> torch.Tensor:
+    """Evenly spaced defocus values from the smallest to the largest of ``columns_um``, at most ``step_um`` apart
+    (one value when they are all equal)."""
+    lo, hi = float(columns_um.min()), float(columns_um.max())
+    k = max(1, math.ceil((hi - lo) / step_um - 1e-9)) + 1 if hi - lo > 1e-9 else 1
+    return torch.linspace(lo, hi, k, dtype=torch.float64) if k > 1 else torch.tensor([lo], dtype=torch.float64)
+
+
+def column_weights(columns_um: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """``(len(samples), width)`` linear-interpolation weights of every column between its two nearest samples
+    (each column's weights sum to 1)."""
+    if samples.numel() == 1:
+        return torch.ones((1, columns_um.numel()), dtype=torch.float64)
+    pos = (columns_um - samples[0]) / (samples[1] - samples[0])
+    pos = pos.clamp(0, samples.numel() - 1)
+    lo = pos.floor().clamp(max=samples.numel() - 2).long()
+    t = pos - lo
+    w = torch.zeros((samples.numel(), columns_um.numel()), dtype=torch.float64)
+    cols = torch.arange(columns_um.numel())
+    w[lo, cols] = 1 - t
+    w[lo + 1, cols] += t
+    return w

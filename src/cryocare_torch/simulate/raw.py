@@ -129,6 +129,8 @@ class RawAcquisition:
     truth_density: torch.Tensor
     """(d, h, w) specimen potential in the field of view."""
     params: dict[str, float]
+    defocus_um: torch.Tensor | None = None
+    """(n,) true underfocus of each tilt at the image centre (um), also in the ``.mdoc``'s ``Defocus``."""
 
 
 def _normalised_sums(ts: TiltSeries, drift: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -195,7 +197,7 @@ def simulate_raw(
                   gain_spread=gain_spread)
     truth = phantom.density[..., pad : pad + shape[2]].contiguous()
     return RawAcquisition(cfg, ts.angles, ts.order, frames, gain, drift, offset, xf, reference, tilts, truth,
-                          params)
+                          params, ts.defocus_um)
 
 
 def raw_file_names(name: str) -> dict[str, str]:
@@ -251,7 +253,8 @@ def write_raw_dataset(
     write_mdoc(paths["mdoc"], raw.angles[by_time].tolist(), list(range(n)), [cfg.dose_per_tilt] * n, px,
                [start + _dt.timedelta(minutes=z) for z in range(n)],
                [f"D:\\cryocare\\{name}\\frames\\{m}" for m in movie_names],
-               tilt_axis_angle=raw.params["tilt_axis_deg"], image_file=rel["stack"], overwrite=overwrite)
+               tilt_axis_angle=raw.params["tilt_axis_deg"], image_file=rel["stack"], overwrite=overwrite,
+               extra=_mdoc_defocus(raw, by_time))
     stack = (raw.frames * raw.gain).sum(dim=1)[by_time]
     stack_meta = VolumeMeta(shape=tuple(stack.shape), voxel_size=(px, px, px), is_stack=True)
     write_volume(paths["stack"], stack.numpy(), stack_meta, overwrite=overwrite)
@@ -268,9 +271,17 @@ def write_raw_dataset(
         "simulate": config_to_dict(cfg), "raw": raw.params, "name": name, "voxel_size": px,
         "tilt_angles": raw.angles.tolist(), "acquisition_rank": raw.order.tolist(),
         "drift_px": raw.drift.tolist(), "offset_px": raw.offset.tolist(), "xf": raw.xf.tolist(),
-        "max_drift_px": max_drift(raw),
+        "max_drift_px": max_drift(raw), "defocus_um": None if raw.defocus_um is None else raw.defocus_um.tolist(),
     }, overwrite=overwrite)
     return paths
+
+
+def _mdoc_defocus(raw: RawAcquisition, by_time: torch.Tensor) -> dict[str, list[float]]:
+    """SerialEM's ``Defocus`` (negative = underfocus, um) of every tilt in ZValue order and ``TargetDefocus``."""
+    if raw.defocus_um is None:
+        return {}
+    d = raw.defocus_um[by_time]
+    return {"Defocus": (-d).tolist(), "TargetDefocus": [-raw.config.defocus_um] * len(d)}
 
 
 def max_drift(raw: RawAcquisition) -> float:
