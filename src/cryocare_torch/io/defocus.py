@@ -124,7 +124,7 @@ def read_imod_defocus(path: str | Path) -> DefocusTable:
         if start < 1 or end < start:
             raise InputFileError(f"line {lineno}: view range {start}-{end} (views are numbered from 1)", p)
         centers.append((start - 1 + end - 1) // 2)
-        values.append(v[4] * 1e-3)
+        values.append((v[4] + v[5]) / 2 * 1e-3 if flags & 1 else v[4] * 1e-3)
     order = np.argsort(centers, kind="stable")
     c, d = np.asarray(centers)[order], _check(np.asarray(values)[order], p, "defocus")
     n = max(int(c.max()) + 1, int(max(int(_floats(ln, p, i)[1]) for i, ln in body)))
