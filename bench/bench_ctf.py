@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryocare_torch.config import CtfConfig
 from cryocare_torch.io.mrc import read_volume

@@ -126,14 +126,17 @@ def test_optics_precedence() -> None:
     assert got == {"voltage_kv": 200.0, "cs_mm": 2.0, "amplitude_contrast": 0.07}
 
 
-CTFFIND = """# Output from CTFFind version 4.1.14, run on 2024-01-01
-# Input file: ts.mrc ; Number of micrographs: 3
-# Pixel size: 1.350 Angstroms ; acceleration voltage: 200.0 keV ; spherical aberration: 2.70 mm ; amplitude contrast: 0.10
-# Columns: #1 - micrograph number; #2 - defocus 1 [Angstroms]; #3 - defocus 2; #4 - azimuth of astigmatism; #5 - additional phase shift [radians]; #6 - cross correlation; #7 - spacing
-1.000000 30000.0 28000.0 45.0 0.0 0.1 8.0
-2.000000 31000.0 31000.0 0.0 0.0 0.1 8.0
-3.000000 40000.0 38000.0 10.0 0.0 0.1 8.0
-"""
+CTFFIND = "\n".join([
+    "# Output from CTFFind version 4.1.14, run on 2024-01-01",
+    "# Input file: ts.mrc ; Number of micrographs: 3",
+    "# Pixel size: 1.350 Angstroms ; acceleration voltage: 200.0 keV ; spherical aberration: 2.70 mm ; "
+    "amplitude contrast: 0.10",
+    "# Columns: #1 - micrograph number; #2 - defocus 1 [Angstroms]; #3 - defocus 2; #4 - azimuth of astigmatism; "
+    "#5 - additional phase shift [radians]; #6 - cross correlation; #7 - spacing",
+    "1.000000 30000.0 28000.0 45.0 0.0 0.1 8.0",
+    "2.000000 31000.0 31000.0 0.0 0.0 0.1 8.0",
+    "3.000000 40000.0 38000.0 10.0 0.0 0.1 8.0",
+]) + "\n"
 
 
 def test_ctffind_file(tmp_path: Path) -> None:

@@ -112,3 +112,30 @@ def test_errors_are_one_line(raw: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 3 and "--movie-dir" in err and len(err.splitlines()) == 1
     assert run("prepare", "t2t", "--output-dir", tmp_path / "o", *raw_args(raw, "--exclude", "x-1"),
                "--thickness", "8") == 2
+
+
+def test_t2t_ctf_phaseflip(raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The simulator writes each tilt's defocus into the .mdoc (SerialEM sign: Defocus = -3 for 3 um under);
+    --ctf phaseflip reads it and CTF-corrects the aligned views of both halves; bad combinations are one line."""
+    mdoc = (raw / "TS_01.mdoc").read_text()
+    assert mdoc.splitlines().count("Defocus = -3.0") == mdoc.count("[ZValue") == 9
+    out = tmp_path / "prep"
+    assert run("prepare", "t2t", "--output-dir", out, "--regime", "eoa", "--stack", raw / "TS_01.mrc",
+               "--thickness", "24", *raw_args(raw), "--ctf", "phaseflip") == 0
+    assert "CTF phaseflip: underfocus 3.00-3.00 um" in capsys.readouterr().err
+    flipped = read_volume(out / "TS_01_t2t_eoa_even.mrc")[0]
+    ctffind = tmp_path / "ctf.txt"
+    ctffind.write_text("".join(f"{i + 1} 40000 40000 0 0 0 10\n" for i in range(9)))  # 4 um, one row per view
+    assert run("prepare", "t2t", "--output-dir", out, "--regime", "eoa", "--stack", raw / "TS_01.mrc",
+               "--thickness", "24", *raw_args(raw), "--ctf", "wiener", "--defocus-file", ctffind,
+               "--overwrite") == 0
+    assert "CTF wiener: underfocus 4.00-4.00 um" in capsys.readouterr().err
+    wiener = read_volume(out / "TS_01_t2t_eoa_even.mrc")[0]
+    assert flipped.shape == wiener.shape == (24, 64, 64) and np.isfinite(flipped).all()
+    assert 0.3 < float(np.corrcoef(flipped.ravel(), wiener.ravel())[0, 1]) < 0.9999  # two corrections, one object
+    for extra in (["--ctf", "phaseflip", "--defocus", "3", "--defocus-file", ctffind], ["--defocus-file", ctffind],
+                  ["--ctf", "phaseflip", "--defocus", "-2"]):
+        code = run("prepare", "t2t", "--output-dir", out, "--regime", "eoa", "--stack", raw / "TS_01.mrc",
+                   "--thickness", "24", *raw_args(raw), "--overwrite", *extra)
+        err = capsys.readouterr().err.strip()
+        assert code != 0 and len(err.splitlines()) == 1 and ("defocus" in err.lower()), err

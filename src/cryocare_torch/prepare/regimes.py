@@ -67,10 +67,11 @@ def prepare_t2t(
         raise ConfigError(f"unknown T2T regime {regime!r}; use df (dose fractionation) or eoa (even/odd acquisition)")
     say = _say(log)
     out = Path(out_dir)
+    angles, xf = load_alignment(alignment, raw.views())  # side files and CTF inputs are checked before any work
+    view_ctf = build_view_ctf(ctf, raw.views(), angles, xf, pixel_size=raw.pixel_size, defocus_file=defocus_file,
+                              log=say)
     views, stacks = tiltseries_stacks(raw, out, need_frames=regime == "df", overwrite=overwrite, log=log,
                                       alignment=alignment)
-    angles, xf = load_alignment(alignment, views)
-    view_ctf = build_view_ctf(ctf, views, angles, xf, pixel_size=raw.pixel_size, defocus_file=defocus_file, log=say)
     prefix = out / f"{views.name}_t2t_{regime}"
     halves: dict[str, Path] = {}
     if regime == "df":
