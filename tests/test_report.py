@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cryocare_torch.cli.main import main
 from cryocare_torch.evaluate.fsc import central_box
@@ -86,6 +89,13 @@ def test_report_on_demo_folder(demo_run: Path, tmp_path: Path, capsys: pytest.Ca
                  "8 &Aring; (0.8 nm)", "tomo_clean.mrc", "n_first: 16", "demo wall time"):
         assert text in html, text
     assert "tilt_even" not in html
+    # the slices figure: xz and yz beside xy for raw, restored and truth (the panels the PNG says it drew)
+    m = re.search(r'<figure class="slices"><img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
+    assert m is not None
+    panels = Image.open(io.BytesIO(base64.b64decode(m.group(1)))).info["Description"]
+    assert panels == "panels: " + "; ".join(f"{v}:{p}" for v in ("raw average", "cryocare-torch", "truth")
+                                            for p in ("xy", "xz", "yz"))
+    assert "xz and yz slices beside it" in html
     # refuses to replace the page without --overwrite
     assert main(["report", str(demo_run), "--output", str(out_dir / "report.html")]) == 5
 
@@ -104,6 +114,9 @@ def test_report_of_an_evaluation_folder(demo_run: Path, tmp_path: Path, capsys: 
     assert "No ground truth given" in html and "Against the truth" not in html
     res = metrics["fsc"]["raw halves"]["res_0_5_nm"]
     assert f"{res:.2f}" in html
+    for name in ("slices.png", "slices_baselines.png"):  # no truth: raw and restored (or the baselines) only
+        panels = Image.open(ev / name).info["Description"]
+        assert panels.count(":xy") == panels.count(":xz") == panels.count(":yz") >= 1 and "truth" not in panels
 
 
 def test_find_run_roles_and_errors(demo_run: Path, tmp_path: Path) -> None:

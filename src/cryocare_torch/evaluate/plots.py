@@ -30,11 +30,13 @@ DPI = 150
 _STYLE: dict[RcKeyType, Any] = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9}
 
 
-def _save(fig: Figure, path: str | Path, overwrite: bool) -> Path:
+def _save(fig: Figure, path: str | Path, overwrite: bool, description: str | None = None) -> Path:
+    """Write ``fig``; ``description`` goes into a PNG's ``Description`` text chunk (what the panels show)."""
     out = Path(path)
     fmt = out.suffix.lstrip(".").lower() or "png"
+    meta = {"Description": description} if description and fmt == "png" else None
     with atomic_path(out, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
+        fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=meta)
     return out
 
 
@@ -153,11 +155,14 @@ def slices_figure(
     volumes: Mapping[str, Any], path: str | Path, voxel_size: float | None = None,
     axes: Sequence[str] = ("xy", "xz"), scale_bar_nm: float | None = None, *,
     percentiles: tuple[float, float] = (1.0, 99.0), title: str | None = None, overwrite: bool = True,
+    beside: bool = False,
 ) -> Path:
-    """Central slices of each volume (columns) in each plane of ``axes`` (rows), grey levels clipped
-    to the volume's ``percentiles`` over the shown slices, and a scale bar (``scale_bar_nm``, default a
-    round length near a quarter of the width) when ``voxel_size`` (Angstrom) is known. 2D images give
-    one row."""
+    """Central slices of each volume in each plane of ``axes``, grey levels clipped to the volume's
+    ``percentiles`` over the shown slices, and a scale bar (``scale_bar_nm``, default a round length near a
+    quarter of the width) when ``voxel_size`` (Angstrom) is known. Volumes are columns and planes rows; with
+    ``beside`` volumes are rows and the planes sit side by side (xy, then xz and yz at the same voxel scale:
+    yz has y vertical like xy). 2D images give one row. A PNG records its panels (``volume:plane``) in its
+    ``Description`` text chunk."""
     if not volumes:
         raise ConfigError("slices_figure needs at least one volume")
     arrays = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)).astype(np.float32)
@@ -167,27 +172,34 @@ def slices_figure(
     planes = list(axes) if all(a.ndim == 3 for a in arrays.values()) else ["xy"]
     panels = {k: [_slice(a, p) for p in planes] for k, a in arrays.items()}
     first = next(iter(panels.values()))
-    heights = [s.shape[0] / s.shape[1] for s in first]
     col_w = 3.4
-    fig = _figure(col_w * len(panels), col_w * sum(heights) + 0.6 + (0.3 if title else 0))
-    grid = fig.add_gridspec(len(planes), len(panels), height_ratios=heights)
+    if beside:
+        scale = col_w / first[0].shape[1]  # inches per voxel, xy at the usual column width
+        widths, row_h = [s.shape[1] for s in first], max(s.shape[0] for s in first) * scale
+        fig = _figure(scale * sum(widths) + 0.8, row_h * len(panels) + 0.6 + (0.3 if title else 0))
+        grid = fig.add_gridspec(len(panels), len(planes), width_ratios=widths)
+    else:
+        heights = [s.shape[0] / s.shape[1] for s in first]
+        fig = _figure(col_w * len(panels), col_w * sum(heights) + 0.6 + (0.3 if title else 0))
+        grid = fig.add_gridspec(len(planes), len(panels), height_ratios=heights)
     for c, (label, slices) in enumerate(panels.items()):
         shown = np.concatenate([s.ravel() for s in slices])
         lo, hi = np.percentile(shown[np.isfinite(shown)], percentiles) if np.isfinite(shown).any() else (0, 1)
         for r, (plane, img) in enumerate(zip(planes, slices, strict=True)):
-            ax = fig.add_subplot(grid[r, c])
+            ax = fig.add_subplot(grid[c, r] if beside else grid[r, c], label=f"{label}:{plane}")
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(label)
-            if c == 0:
-                ax.set_ylabel(plane if arrays[label].ndim == 3 else "")
-            if voxel_size is not None and voxel_size > 0:
+            top, left = (c == 0, r == 0) if beside else (r == 0, c == 0)
+            if top:
+                ax.set_title(plane if beside and arrays[label].ndim == 3 else label)
+            if left:
+                ax.set_ylabel(label if beside else plane if arrays[label].ndim == 3 else "")
+            if voxel_size is not None and voxel_size > 0 and (r == 0 or not beside):
                 _scale_bar(ax, img.shape, voxel_size, scale_bar_nm)
     if title:
         fig.suptitle(title)
-    return _save(fig, path, overwrite)
+    return _save(fig, path, overwrite, description="panels: " + "; ".join(ax.get_label() for ax in fig.axes))
 
 
 def _history_series(history: Any) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:

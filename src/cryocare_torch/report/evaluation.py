@@ -56,6 +56,8 @@ from .scoring import evaluation_box, parse_methods, run_baselines, score_rows
 from .truth_estimate import estimated_fsc_truth
 
 FORMAT = "cryocare-torch-evaluation"
+PLANES = ("xy", "xz", "yz")
+"""Slice planes of the slices figures, side by side: z is the beam direction, so xz and yz show the missing wedge."""
 FILES = {"metrics": "metrics.json", "slices": "slices.png", "slices_baselines": "slices_baselines.png",
          "fsc": "fsc.png", "fsc_truth": "fsc_truth.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
 RESTORED = "cryocare-torch"
@@ -223,11 +225,12 @@ def evaluate_run(
         notes.append("No ground truth given: PSNR/SSIM are not computed and baselines use default parameters.")
     figures = {}
     main = {"raw average": raw_b, RESTORED: restored_b} | ({"truth": truth_b} if truth_b is not None else {})
-    slices_figure(main, output_dir / FILES["slices"], voxel_size=voxel_size, overwrite=overwrite)
+    slices_figure(main, output_dir / FILES["slices"], voxel_size=voxel_size, overwrite=overwrite, axes=PLANES,
+                  beside=True)
     figures["slices"] = FILES["slices"]
     if baselines:
         slices_figure({b.label: b.volume for b in baselines}, output_dir / FILES["slices_baselines"],
-                      voxel_size=voxel_size, overwrite=overwrite)
+                      voxel_size=voxel_size, overwrite=overwrite, axes=PLANES, beside=True)
         figures["slices_baselines"] = FILES["slices_baselines"]
     plot_fsc(curves, output_dir / FILES["fsc"], overwrite=overwrite)
     figures["fsc"] = FILES["fsc"]

@@ -28,7 +28,7 @@ table.kv th{width:190px;background:none;color:#5a6474;font-weight:500}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
 pre{background:#f6f8fa;border:1px solid #e3e7ee;padding:10px;overflow:auto;max-height:420px}
 figure{margin:14px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #e3e7ee}
-figure.fsc img{width:860px}figure.loss img{width:720px}figure.slices img,figure.slices_baselines img{width:940px}
+figure.fsc img{width:860px}figure.loss img{width:720px}figure.slices img,figure.slices_baselines img{width:1000px}
 figcaption{color:#4a5363;font-size:14px;margin-top:6px;max-width:900px}
 .note{color:#5a6474;font-size:14px}ul.notes li{margin:3px 0}
 details summary{cursor:pointer;color:#2456a6}
@@ -36,9 +36,10 @@ details summary{cursor:pointer;color:#2456a6}
 """
 
 CAPTIONS = {
-    "slices": "Central xy and xz slices of the evaluation box: raw average of the even and odd halves, the "
-              "cryocare-torch restoration and (when known) the noise-free truth. Grey levels are clipped to the "
-              "1st-99th percentile of each column; scale bars in nm.",
+    "slices": "Central xy slice of the evaluation box with the central xz and yz slices beside it (z is the beam "
+              "direction: the missing wedge elongates objects along z there), for the raw average of the even and "
+              "odd halves, the cryocare-torch restoration and (when known) the truth, one row each. Grey levels "
+              "are clipped to the 1st-99th percentile of each row; scale bars in nm.",
     "slices_baselines": "The same slices filtered by the classical baselines (parameters in the table above).",
     "fsc": "Fourier shell correlation. Between independent raw halves it measures the resolution to which the "
            "halves agree; against the truth, how far the tomogram matches the noise-free reconstruction. The "

@@ -69,6 +69,8 @@ def run_demo(
         {"raw average": raw, "cryocare-torch": restored, "noise-free reconstruction": truth},
         output_dir / "demo.png",
         voxel_size=meta.pixel_size,
+        axes=("xy", "xz", "yz"),
+        beside=True,
     )
     atomic_write_json(
         output_dir / "demo.json",
