@@ -199,7 +199,7 @@ def slices_figure(
                 _scale_bar(ax, img.shape, voxel_size, scale_bar_nm)
     if title:
         fig.suptitle(title)
-    return _save(fig, path, overwrite, description="panels: " + "; ".join(ax.get_label() for ax in fig.axes))
+    return _save(fig, path, overwrite, description="panels: " + "; ".join(str(ax.get_label()) for ax in fig.axes))
 
 
 def _history_series(history: Any) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
