@@ -136,6 +136,28 @@ class TrainConfig(_Section):
         5.0, gt=0, description="Write the resumable 'last' checkpoint at least this often."
     )
     compile: bool = Field(False, description="Use torch.compile (GPU; slower start, faster steps).")
+    missing_wedge: tuple[float, float] | None = Field(
+        None,
+        description="Tilt range (min, max) in degrees about y of the series the tomograms came from: learn to fill "
+        "the missing wedge as DeepDeWedge does (3D only; patches rotated by one of the 24 cube rotations, the "
+        "input given the wedge again in its own frame, the loss in Fourier space where the rotated target was "
+        "measured). None: plain Noise2Noise (the default).",
+    )
+    wedge_refresh_epochs: int = Field(
+        3, ge=0, le=10000, description="Missing-wedge mode: every this many epochs, fill the wedge of every cached "
+        "patch with the model's output, keeping the measured data (DeepDeWedge's update; 0: never).",
+    )
+    wedge_missing_weight: float = Field(
+        2.0, ge=0, le=100, description="Missing-wedge mode: weight of the loss where the target was measured but the "
+        "input lies in the wedge, relative to where both were measured (DeepDeWedge: 2).",
+    )
+
+    @model_validator(mode="after")
+    def _tilt_range(self) -> TrainConfig:
+        mw = self.missing_wedge
+        if mw is not None and not -90.0 <= mw[0] < mw[1] <= 90.0:
+            raise ValueError("missing_wedge must be (min, max) tilt angles with -90 <= min < max <= 90 degrees")
+        return self
 
 
 class PredictConfig(_Section):

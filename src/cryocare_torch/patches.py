@@ -275,6 +275,12 @@ class PatchPairs(Dataset):
         t = torch.from_numpy(arr.astype(np.float32))
         return t[:, :, 0] if self.ndim == 2 else t
 
+    def replace(self, indices: Sequence[int] | Array, pairs: Array) -> None:
+        """Overwrite cached patch pairs ``(B, 2, *patch)`` (normalised; the missing-wedge refresh)."""
+        if self._cache is None:
+            raise DataError("patch pairs are read from the inputs per batch (not cached); nothing to replace")
+        self._cache[np.asarray(indices, dtype=np.int64)] = np.clip(pairs, -65000.0, 65000.0).astype(np.float16)
+
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.get_batch([i])[0]
 

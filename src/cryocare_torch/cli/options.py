@@ -49,6 +49,8 @@ class TrainOptions:
     "U-Net depth (default 2, as in cryo-CARE)."
     seed: int | None = None
     "Random seed; the same seed, data and device give the same result."
+    missing_wedge: Annotated[tuple[float, float] | None, Parameter(allow_leading_hyphen=True)] = None
+    "Tilt range MIN MAX (degrees about y) of the tilt series: also learn to fill the missing wedge (DeepDeWedge-style)."
 
 
 @Parameter(name="*", group=G_PREDICT)
@@ -112,7 +114,7 @@ def build_config(
 
     if train is not None:
         put("train", max_minutes=train.max_minutes, epochs=train.epochs, batch_size=train.batch_size,
-            learning_rate=train.learning_rate, seed=train.seed)
+            learning_rate=train.learning_rate, seed=train.seed, missing_wedge=train.missing_wedge)
         put("patches", patch_size=train.patch_size, n_patches=train.n_patches)
         put("model", depth=train.depth)
     if predict is not None:

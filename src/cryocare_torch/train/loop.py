@@ -30,7 +30,7 @@ from .batches import train_batches, val_batches
 from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
 from .distributed import Ranks, preflight, session
 from .inputs import open_mask, open_pairs
-from .losses import n2n_loss
+from .objective import VAL_KEY, Objective
 from .result import TrainResult
 from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
 from .schedule import LRSchedule
@@ -134,6 +134,7 @@ class _Run:
             torch.manual_seed(tc.seed)
             model = build_model(cfg.model, ndim)
         self.fmt = memory_format(ndim, device)
+        self.objective = Objective(cfg, ndim, device, ranks.part[0])  # plain Noise2Noise or missing-wedge mode
         self.model = place_model(model, device, self.fmt)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
         self.schedule = LRSchedule(
@@ -192,9 +193,10 @@ class _Run:
 
     def train_step(self, inp: torch.Tensor, tgt: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
+        inp, tgt, weights = self.objective.prepare(inp, tgt, (self.epoch, self.epoch_step))
         with autocast(self.device, self.dtype):
             out = self.net(self._to(inp))
-        loss = n2n_loss(out, self._to(tgt))
+        loss = self.objective.loss(out, self._to(tgt), weights)
         value, self.signum = self.ranks.step_sync(float(loss.item()), self.stop.signum)  # all ranks agree
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -217,10 +219,11 @@ class _Run:
         net = self.ranks.inner(self.net)  # this rank's share of the batches; sums all-reduced
         net.eval()
         total, count = 0.0, 0.0
-        for inp, tgt in val_batches(self.data.val, self.local, self.ranks.part):
+        for k, (inp, tgt) in enumerate(val_batches(self.data.val, self.local, self.ranks.part)):
+            inp, tgt, weights = self.objective.prepare(inp, tgt, (VAL_KEY, k))
             with autocast(self.device, self.dtype):
                 out = net(self._to(inp))
-            total += float(n2n_loss(out, self._to(tgt), reduction="sum").item())
+            total += float(self.objective.loss(out, self._to(tgt), weights, reduction="sum").item())
             count += tgt.numel()
         net.train()
         total, count = self.ranks.sum(total, count)
@@ -235,6 +238,8 @@ class _Run:
         val_time, step_s, stop_reason = 0.0, 0.0, "epochs"
         n_val_batches = -(-len(self.data.val) // (self.local * self.ranks.world)) if self.data.val else 0
         self.net.train()
+        if self.epoch > 0:  # a resumed run: the refreshed patches are not in the checkpoint
+            self._after_epoch(force=True)
         with stop_requests() as self.stop:
             while self.epoch < tc.epochs:
                 t_epoch = time.monotonic()
@@ -279,6 +284,8 @@ class _Run:
                 val_loss = self.validate()
                 val_time = time.monotonic() - t_val
                 self._end_epoch(val_loss, complete=not timed_out, time_s=time.monotonic() - t_epoch)
+                if not timed_out:
+                    self._after_epoch()
                 last_save = time.monotonic()
                 if timed_out:
                     stop_reason = "time_limit"
@@ -289,6 +296,10 @@ class _Run:
             history=self.history, epochs=self.epoch, steps=self.step, best_val_loss=self.best,
             stop_reason=stop_reason, elapsed_s=self.elapsed(), ndim=self.ndim, normalization=self.norm,
         )
+
+    def _after_epoch(self, force: bool = False) -> None:
+        self.objective.after_epoch(self.epoch, self.ranks.inner(self.net), self.data, batch_size=self.local,
+                                   dtype=self.dtype, log=self.log, force=force)
 
     def _end_epoch(self, val_loss: float | None, *, complete: bool, time_s: float) -> None:
         train_loss = self.loss_sum / self.loss_n if self.loss_n else None

@@ -1,0 +1,154 @@
+"""Missing-wedge mode: wedge geometry, exact cube rotations of volumes and masks, the DeepDeWedge-style loss and
+refresh, and `cryocare denoise --missing-wedge` end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cryocare_torch.cli.main import main
+from cryocare_torch.config import CryocareConfig, load_config
+from cryocare_torch.errors import ConfigError
+from cryocare_torch.io.mrc import read_volume
+from cryocare_torch.patches import PairStats, PatchPairs
+from cryocare_torch.tomo.backproject import weighted_backprojection
+from cryocare_torch.tomo.projector import project
+from cryocare_torch.tomo.wedge import CUBE_ROTATIONS, rotate_spectrum, rotate_volume, wedge_mask
+from cryocare_torch.train import load_checkpoint
+from cryocare_torch.train.objective import Objective
+from cryocare_torch.train.wedge import WedgeObjective, apply_fourier_mask
+
+
+def _at(mask: torch.Tensor, kz: int, kx: int, ky: int = 0) -> float:
+    return float(mask[kz % mask.shape[0], ky % mask.shape[1], kx % mask.shape[2]])
+
+
+def test_wedge_mask_directions_inside_and_outside():
+    m = wedge_mask(16, -60, 60)
+    assert _at(m, 3, 0) == 0 and _at(m, -5, 0) == 0  # along the beam (z): in the wedge
+    assert _at(m, 0, 4) == 1 and _at(m, 0, 0, ky=5) == 1 and _at(m, 0, 0) == 1  # x, y (tilt axis), DC
+    assert _at(m, 2, 2) == 1 and _at(m, -2, 2) == 1  # 45 degrees: measured
+    assert _at(m, 3, 1) == 0 and _at(m, -3, 1) == 0  # atan(3) = 71.6 degrees > 60: missing
+    assert _at(m, 1, 2, ky=7) == _at(m, 1, 2)  # independent of ky
+    # measured fraction of the kz-kx plane, away from the origin: 120 of 180 degrees
+    f = torch.fft.fftfreq(16)
+    r = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    ring = (r > 0.2) & (r < 0.45)
+    assert float(m[:, 0, :][ring].mean()) == pytest.approx(120 / 180, abs=0.05)
+    # an asymmetric range (a lamella with pre-tilt), -60..30: +45 degrees missing, -45 measured
+    a = wedge_mask(16, -60, 30)
+    assert _at(a, 2, 2) == 0 and _at(a, -2, 2) == 1 and _at(a, 2, -2) == 1 and _at(a, -2, -2) == 0
+    assert torch.equal(wedge_mask(8, -90, 90), torch.ones(8, 8, 8))
+    with pytest.raises(ConfigError):
+        wedge_mask(8, 30, -30)
+
+
+def test_wedge_mask_sign_matches_the_projector():
+    """Project noise over 20..60 degrees only and back-project: the power sits where the mask says measured."""
+    torch.manual_seed(0)
+    n = 32
+    vol = torch.randn(n, 3, n)
+    angles = torch.arange(20.0, 61.0, 2.0)
+    rec = weighted_backprojection(project(vol, angles, detector_width=n), angles, n, width=n)
+    power = torch.fft.fftn(rec[:, 1]).abs() ** 2  # (kz, kx)
+    f = torch.fft.fftfreq(n)
+    r = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    band = (r > 0.1) & (r < 0.35)
+    m = wedge_mask(n, 20, 60)[:, 0, :].bool()
+    assert float(power[band & m].mean()) > 20 * float(power[band & ~m].mean())
+    mirrored = wedge_mask(n, -60, -20)[:, 0, :].bool()
+    assert float(power[band & mirrored].mean()) < 0.1 * float(power[band & m].mean())
+
+
+def test_cube_rotations_are_the_24_distinct_proper_rotations():
+    vol = torch.arange(27.0).reshape(3, 3, 3)
+    outs = {tuple(rotate_volume(vol, r).flatten().tolist()) for r in CUBE_ROTATIONS}
+    assert len(outs) == 24
+    mirror = tuple(vol.flip(0).flatten().tolist())
+    assert mirror not in outs  # no reflection among them
+    assert rotate_volume(vol, CUBE_ROTATIONS[0]).equal(vol)
+
+
+@pytest.mark.parametrize("n", [7, 8])
+def test_mask_rotation_follows_the_volume_rotation(n):
+    rng = np.random.default_rng(n)
+    v = torch.from_numpy(rng.normal(size=(n, n, n)))
+    power = torch.fft.fftn(v).abs()
+    mask = wedge_mask(n, -50, 35).double()
+    for r in CUBE_ROTATIONS:
+        rotated_power = torch.fft.fftn(rotate_volume(v, r)).abs()
+        assert torch.allclose(rotated_power, rotate_spectrum(power, r), atol=1e-9)
+        # masking then rotating = rotating then masking with the rotated mask
+        a = rotate_volume(apply_fourier_mask(v, mask), r)
+        b = apply_fourier_mask(rotate_volume(v, r), rotate_spectrum(mask, r))
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_wedge_loss_counts_only_where_the_target_was_measured():
+    obj = WedgeObjective((-60, 60), 8, missing_weight=2.0)
+    rng = np.random.default_rng(0)
+    out = torch.from_numpy(rng.normal(size=(2, 1, 8, 8, 8))).float()
+    # with every weight 1 the loss is the mean squared error (Parseval)
+    assert float(obj.loss(out, torch.zeros_like(out), torch.ones(2, 1, 8, 8, 8))) == pytest.approx(
+        float(out.square().mean()), rel=1e-5)
+    # an error that lives only in the missing wedge costs nothing when the target lacks that region too
+    in_wedge = apply_fourier_mask(out, 1.0 - obj.mask)
+    w = obj.mask * (obj.mask + 2.0 * (1 - obj.mask))
+    assert float(obj.loss(in_wedge, torch.zeros_like(out), w.expand(2, 1, 8, 8, 8))) < 1e-10
+    # batch: the input has no power in the wedge; weights are zero wherever the rotated target was not measured
+    inp, tgt, weights = obj.batch(out, out + 1, rng)
+    assert float(torch.fft.fftn(inp, dim=(-3, -2, -1)).abs()[..., obj.mask == 0].max()) < 1e-4
+    assert weights.shape == (2, 1, 8, 8, 8) and set(torch.unique(weights).tolist()) <= {0.0, 1.0, 2.0}
+    assert float(weights.eq(2.0).float().mean()) > 0  # some rotations put measured target data in the input's wedge
+
+
+class _Constant(nn.Module):
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand_as(x)
+
+
+def test_refresh_keeps_measured_data_and_fills_the_wedge():
+    rng = np.random.default_rng(1)
+    vol = rng.normal(size=(8, 8, 8)).astype(np.float32)
+    pairs = PatchPairs([(vol, vol + 1)], [PairStats(0.0, 1.0, 10)], np.array([[0, 0, 0, 0]]), (8, 8, 8), 3)
+    obj = WedgeObjective((-60, 60), 8)
+    fill = torch.from_numpy(rng.normal(size=(8, 8, 8)).astype(np.float32))
+    before = pairs.get_batch([0])
+    assert obj.refresh(_Constant(fill), pairs, batch_size=4, device=torch.device("cpu"), dtype=torch.float32) == 1
+    after = pairs.get_batch([0])
+    expected = apply_fourier_mask(before, obj.mask) + apply_fourier_mask(fill, 1 - obj.mask)
+    assert torch.allclose(after, expected, atol=2e-2)  # float16 cache
+
+
+def test_config_bounds_and_images_refused():
+    with pytest.raises(ConfigError, match="missing_wedge"):
+        load_config(overrides={"train": {"missing_wedge": [60, -60]}})
+    cfg = load_config(overrides={"train": {"missing_wedge": [-60, 40]}, "patches": {"patch_size": 16}})
+    assert cfg.train.missing_wedge == (-60.0, 40.0)
+    with pytest.raises(ConfigError, match="3D"):
+        Objective(cfg, 2, torch.device("cpu"))
+    assert Objective(CryocareConfig(), 2, torch.device("cpu")).wedge is None  # plain Noise2Noise by default
+
+
+def test_denoise_missing_wedge_end_to_end(tmp_path: Path, small_pair: tuple[Path, Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    even, odd = small_pair
+    out = tmp_path / "restored.mrc"
+    args = ["denoise", "--even", str(even), "--odd", str(odd), "--output", str(out), "--missing-wedge", "-60", "60",
+            "--epochs", "1", "--n-patches", "16", "--patch-size", "16", "--batch-size", "4", "--threads", "2",
+            "--set", "train.wedge_refresh_epochs=1", "--device", "cpu"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert out.is_file()
+    assert "missing wedge of 16 patch pairs filled" in capsys.readouterr().err
+    ck = load_checkpoint(tmp_path / "restored_model" / "best.pt")
+    assert ck.config.train.missing_wedge == (-60.0, 60.0) and ck.config.train.wedge_missing_weight == 2.0
+    restored, _ = read_volume(out)
+    assert restored.shape == (16, 32, 32) and np.isfinite(restored).all()
