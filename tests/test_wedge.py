@@ -152,3 +152,20 @@ def test_denoise_missing_wedge_end_to_end(tmp_path: Path, small_pair: tuple[Path
     assert ck.config.train.missing_wedge == (-60.0, 60.0) and ck.config.train.wedge_missing_weight == 2.0
     restored, _ = read_volume(out)
     assert restored.shape == (16, 32, 32) and np.isfinite(restored).all()
+
+
+def test_missing_wedge_from_tilt_files(tmp_path: Path) -> None:
+    from cryocare_torch.cli.options import TrainOptions, build_config
+    from cryocare_torch.config import SimulateConfig
+    from cryocare_torch.simulate.dataset import format_tlt
+
+    tlt = tmp_path / "ts.tlt"
+    tlt.write_text(format_tlt(torch.tensor([-3.0, 0.0, -51.0, 3.0, 42.0])))
+    assert build_config(train=TrainOptions(missing_wedge_from=tlt)).train.missing_wedge == (-51.0, 42.0)
+    from cryocare_torch.simulate import write_dataset
+
+    sim = write_dataset(SimulateConfig(shape=(8, 16, 16), tilt_min=-54, tilt_max=48, tilt_step=6, n_frames=2,
+                                       n_complexes=1, n_membranes=0, n_filaments=0), tmp_path / "sim")
+    assert build_config(train=TrainOptions(missing_wedge_from=sim["mdoc"])).train.missing_wedge == (-54.0, 48.0)
+    with pytest.raises(ConfigError, match="not both"):
+        build_config(train=TrainOptions(missing_wedge=(-60, 60), missing_wedge_from=tlt))

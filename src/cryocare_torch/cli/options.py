@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from cyclopts import Group, Parameter
 
 from ..config import CryocareConfig, load_config
 from ..errors import ConfigError
+from ..io.imod import read_tlt
+from ..io.mdoc import read_mdoc
 
 G_CONFIG = Group("Configuration", sort_key=10)
 G_TRAIN = Group("Training", sort_key=20)
@@ -51,6 +54,9 @@ class TrainOptions:
     "Random seed; the same seed, data and device give the same result."
     missing_wedge: Annotated[tuple[float, float] | None, Parameter(allow_leading_hyphen=True)] = None
     "Tilt range MIN MAX (degrees about y) of the tilt series: also learn to fill the missing wedge (DeepDeWedge-style)."
+    missing_wedge_from: Path | None = None
+    "The series' .tlt/.rawtlt or .mdoc (e.g. OUTPUT_DIR/tiltseries/NAME.tlt of 'cryocare prepare'): --missing-wedge " \
+        "from its smallest and largest angle."
 
 
 @Parameter(name="*", group=G_PREDICT)
@@ -79,6 +85,12 @@ class RuntimeOptions:
     "auto: bf16 on GPUs and on CPUs with bf16 instructions, else fp32."
     threads: int | None = None
     "CPU threads (default: all available cores)."
+
+
+def tilt_range(path: Path) -> tuple[float, float]:
+    """``(min, max)`` tilt angle of a ``.mdoc`` (SerialEM) or ``.tlt``/``.rawtlt`` (IMOD) file."""
+    angles = read_mdoc(path).tilt_angle if path.suffix.lower() == ".mdoc" else read_tlt(path)
+    return float(np.min(angles)), float(np.max(angles))
 
 
 def parse_sets(sets: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -113,6 +125,10 @@ def build_config(
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
 
     if train is not None:
+        if train.missing_wedge_from is not None:
+            if train.missing_wedge is not None:
+                raise ConfigError("give either --missing-wedge MIN MAX or --missing-wedge-from FILE, not both")
+            put("train", missing_wedge=tilt_range(train.missing_wedge_from))
         put("train", max_minutes=train.max_minutes, epochs=train.epochs, batch_size=train.batch_size,
             learning_rate=train.learning_rate, seed=train.seed, missing_wedge=train.missing_wedge)
         put("patches", patch_size=train.patch_size, n_patches=train.n_patches)

@@ -1,9 +1,9 @@
-"""The training loss, one place for every objective: training and validation both call :func:`n2n_loss`.
+"""The plain Noise2Noise loss; training and validation reach it through :class:`.objective.Objective`.
 
 Noise2Noise (Lehtinen et al. 2018): the network maps one half to the other and the mean squared error
 between the output and the other half is minimised; with noise independent between the halves its
-minimiser is the clean signal. A new objective (e.g. a missing-wedge loss) goes here, selected by a
-``train`` setting in :mod:`cryocare_torch.config`.
+minimiser is the clean signal. :mod:`.objective` selects the objective of a run (this one, or the
+missing-wedge mode of :mod:`.wedge` when ``train.missing_wedge`` is set).
 """
 
 from __future__ import annotations
