@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryocare_torch.tiling import extract, make_grid, pad_end, plan_axis, plan_slabs, stitch
+from cryocare_torch.tiling import extract, make_grid, pad_end, pad_end_, plan_axis, plan_slabs, stitch
 
 
 @pytest.mark.parametrize(
@@ -84,3 +84,15 @@ def test_slabs_partition_output_and_chain_inputs(length: int, tile: int, overlap
         # no later tile touches the finished output range
         later = [ax.starts[r] for t in slabs if t.rows[0] > s.rows[-1] for r in t.rows]
         assert all(z >= s.out_z1 for z in later)
+
+
+@pytest.mark.parametrize("valid", [(3, 5, 4), (1, 2, 7), (4, 1, 1), (2, 3, 2)])
+def test_pad_end_in_place_matches_pad_end(valid: tuple[int, ...]) -> None:
+    target = (5, 7, 9)
+    data = torch.arange(float(np.prod(valid))).reshape(valid)
+    buf = torch.full(target, -1.0)
+    buf[: valid[0], : valid[1], : valid[2]] = data
+    assert torch.equal(pad_end_(buf, valid), pad_end(data, target))
+    one = torch.zeros(8)
+    one[:5] = torch.arange(5.0)
+    assert pad_end_(one, (5,)).tolist() == [0, 1, 2, 3, 4, 3, 2, 1]

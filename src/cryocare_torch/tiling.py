@@ -221,6 +221,25 @@ def pad_end(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return x
 
 
+def pad_end_(buf: torch.Tensor, valid: Sequence[int]) -> torch.Tensor:
+    """In place, what :func:`pad_end` returns: ``buf``'s last ``len(valid)`` axes hold data in ``[0, valid)``;
+    fill the rest of each axis by reflection (else replication), axis after axis as :func:`pad_end` does."""
+    lead = buf.ndim - len(valid)
+    for k, n in enumerate(int(v) for v in valid):
+        axis = lead + k
+        p = buf.shape[axis] - n
+        if p < 0 or n < 1:
+            raise ValueError(f"cannot pad axis of length {n} to {buf.shape[axis]}")
+        if p == 0:
+            continue
+        region = buf
+        for j in range(k + 1, len(valid)):
+            region = region.narrow(lead + j, 0, int(valid[j]))
+        idx = torch.arange(n - 2, n - 2 - p, -1) if p <= n - 1 else torch.full((p,), n - 1, dtype=torch.long)
+        region.narrow(axis, n, p).copy_(region.index_select(axis, idx.to(buf.device)))
+    return buf
+
+
 @dataclass(frozen=True)
 class Slab:
     """One step of out-of-core prediction along z (axis 0).

@@ -185,8 +185,9 @@ def predict_arrays(
         fwd.probe(grid.tile_shape)
         outs = [torch.empty(shape3, dtype=torch.float32) for _ in range(1 if average else len(vols))]
 
-        def read(z0: int, z1: int) -> list[torch.Tensor]:
-            return [v[z0:z1] for v in vols]
+        def read(z0: int, z1: int, out: Sequence[torch.Tensor]) -> None:
+            for v, dst in zip(vols, out, strict=True):
+                dst.copy_(v[z0:z1])
 
         def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
             for o, part in zip(outs, parts, strict=True):

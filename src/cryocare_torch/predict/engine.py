@@ -1,9 +1,13 @@
 """The tiled prediction loop: z-slabs of tiles, batched forward passes, blended accumulation.
 
 Data are handled as ``(d, h, w)``; a 2D model sees tiles of one z-section (``tile_shape[0] == 1``).
-Input comes from a ``read(z0, z1)`` callback and finished output goes to a ``write(z0, outputs)``
+Input comes from a ``read(z0, z1, out)`` callback and finished output goes to a ``write(z0, outputs)``
 callback, so the same loop serves in-memory tensors and memory-mapped files. Only one slab of input
 plus its accumulators is alive at a time (see :func:`cryocare_torch.tiling.plan_slabs`).
+
+Host memory does not depend on the number of sections: the slab buffers (inputs and accumulators, the
+overlap carried to the next slab included) are allocated once, for the deepest slab, and reused; after each
+slab the C allocator's free pages go back to the system (:func:`cryocare_torch.runtime.release_free_memory`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..runtime import autocast, memory_format, place_model, tune_backend
-from ..tiling import TileGrid, pad_end, plan_slabs
+from ..runtime import autocast, memory_format, place_model, release_free_memory, tune_backend
+from ..tiling import Slab, TileGrid, pad_end_, plan_slabs
 
-ReadFn = Callable[[int, int], Sequence[torch.Tensor]]
-"""``read(z0, z1)`` -> one float32 CPU tensor ``(min(z1, d) - z0, h, w)`` per input (already normalised)."""
+ReadFn = Callable[[int, int, Sequence[torch.Tensor]], None]
+"""``read(z0, z1, out)`` fills ``out``, one float32 CPU tensor view ``(z1 - z0, h, w)`` per input (``z1 <= d``),
+with the normalised data."""
 WriteFn = Callable[[int, Sequence[torch.Tensor]], None]
 """``write(z0, outputs)`` receives finished float32 CPU tensors ``(k, h, w)`` starting at ``z0``."""
 
@@ -105,6 +110,29 @@ def rows_per_slab(grid: TileGrid, items_per_position: int, batch_size: int) -> i
     return max(1, -(-batch_size // per_row))
 
 
+def carry_over(acc: torch.Tensor, start: int, depth: int) -> None:
+    """Move the accumulated rows ``[start, depth)`` of ``acc`` to its front and zero everything after them."""
+    n = depth - start
+    for row in range(n):  # row by row, front to back: never reads a row already overwritten
+        acc[row].copy_(acc[start + row])
+    acc[n:].zero_()
+
+
+def tile_weights(grid: TileGrid, scale: float) -> Callable[[tuple[int, ...]], torch.Tensor]:
+    """Blending weight of a tile times ``scale``: a z ramp times a cached (y, x) plane weight."""
+    planes: dict[tuple[int, ...], torch.Tensor] = {}
+    sub = TileGrid(grid.axes[1:])
+
+    def weights(idx: tuple[int, ...]) -> torch.Tensor:
+        key = tuple(idx[1:])
+        if key not in planes:
+            planes[key] = torch.from_numpy(sub.weight(key)) * scale
+        wz = torch.from_numpy(grid.axes[0].weight(idx[0]).astype("float32"))
+        return wz[:, None, None] * planes[key][None]
+
+    return weights
+
+
 def run_tiled(
     forward: Forward,
     grid: TileGrid,
@@ -121,43 +149,37 @@ def run_tiled(
     (``write`` gets one tensor), else each input has its own. ``progress(n)`` is told of each batch.
     """
     d, h, w = grid.shape
-    hp, wp = grid.padded_shape[1:]
-    n_acc = 1 if average else n_inputs
-    scale = 1.0 / n_inputs if average else 1.0
-    carry: list[torch.Tensor] | None = None
-    plane_weights: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def weights(idx: tuple[int, ...]) -> torch.Tensor:
-        # separable: z ramp times a cached (y, x) plane weight
-        key = tuple(idx[1:])
-        if key not in plane_weights:
-            sub = TileGrid(grid.axes[1:])
-            plane_weights[key] = torch.from_numpy(sub.weight(key)) * scale
-        wz = torch.from_numpy(grid.axes[0].weight(idx[0]).astype("float32"))
-        return wz[:, None, None] * plane_weights[key][None]
-
-    for slab in plan_slabs(grid.axes[0], rows_per_slab(grid, n_inputs, forward.batch_size)):
+    slabs = plan_slabs(grid.axes[0], rows_per_slab(grid, n_inputs, forward.batch_size))
+    buf_shape = (max(s.in_z1 - s.in_z0 for s in slabs), *grid.padded_shape[1:])
+    inputs = [torch.empty(buf_shape, dtype=torch.float32) for _ in range(n_inputs)]
+    accs = [torch.zeros(buf_shape, dtype=torch.float32) for _ in range(1 if average else n_inputs)]
+    weights = tile_weights(grid, 1.0 / n_inputs if average else 1.0)
+    for slab in slabs:
         depth = slab.in_z1 - slab.in_z0
-        inputs = [pad_end(x, (depth, hp, wp)) for x in read(slab.in_z0, min(slab.in_z1, d))]
-        if len(inputs) != n_inputs:
-            raise ValueError(f"read returned {len(inputs)} arrays, expected {n_inputs}")
-        accs = [torch.zeros((depth, hp, wp), dtype=torch.float32) for _ in range(n_acc)]
-        if carry is not None:
-            for acc, c in zip(accs, carry, strict=True):
-                acc[: c.shape[0]] = c
-        items = [(idx, k) for idx in grid.indices(slab.rows) for k in range(n_inputs)]
-        pos = 0
-        while pos < len(items):
-            batch = items[pos : pos + forward.batch_size]
-            pos += len(batch)
-            x = torch.stack([inputs[k][grid.slices(idx, slab.in_z0)] for idx, k in batch])
-            y = forward(x)
-            for (idx, k), tile in zip(batch, y, strict=True):
-                accs[0 if average else k][grid.slices(idx, slab.in_z0)].addcmul_(weights(idx), tile)
-            if progress is not None:
-                progress(len(batch))
-        del inputs
+        z1 = min(slab.in_z1, d)
+        read(slab.in_z0, z1, [x[: z1 - slab.in_z0, :h, :w] for x in inputs])
+        for x in inputs:
+            pad_end_(x[:depth], (z1 - slab.in_z0, h, w))
+        _predict_slab(forward, grid, slab, inputs, accs, weights, average, progress)
         lo, hi = slab.out_z0 - slab.in_z0, slab.out_z1 - slab.in_z0
         write(slab.out_z0, [acc[lo:hi, :h, :w] for acc in accs])
-        carry = [acc[hi:].clone() for acc in accs]
-        del accs
+        for acc in accs:
+            carry_over(acc, hi, depth)
+        release_free_memory()
+
+
+def _predict_slab(forward: Forward, grid: TileGrid, slab: Slab, inputs: Sequence[torch.Tensor],
+                  accs: Sequence[torch.Tensor], weights: Callable[[tuple[int, ...]], torch.Tensor], average: bool,
+                  progress: Callable[[int], object] | None) -> None:
+    """Every tile of the slab's rows through ``forward``, blended into the accumulators."""
+    items = [(idx, k) for idx in grid.indices(slab.rows) for k in range(len(inputs))]
+    pos = 0
+    while pos < len(items):
+        batch = items[pos : pos + forward.batch_size]
+        pos += len(batch)
+        x = torch.stack([inputs[k][grid.slices(idx, slab.in_z0)] for idx, k in batch])
+        y = forward(x)
+        for (idx, k), tile in zip(batch, y, strict=True):
+            accs[0 if average else k][grid.slices(idx, slab.in_z0)].addcmul_(weights(idx), tile)
+        if progress is not None:
+            progress(len(batch))

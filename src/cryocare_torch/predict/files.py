@@ -131,18 +131,19 @@ def _tile_plan(model: torch.nn.Module, cfg: PredictConfig, device: torch.device,
 
 
 def _section_reader(even: Path, odd: Path, meta: VolumeMeta, shape3: tuple[int, ...], mean: float,
-                    std: float) -> Callable[[int, int], list[torch.Tensor]]:
-    """Sections ``z0:z1`` of both halves, normalised; NaN/inf refused (the statistics only sample the data)."""
+                    std: float) -> Callable[[int, int, Sequence[torch.Tensor]], None]:
+    """Fill buffers with sections ``z0:z1`` of both halves, normalised, a few sections at a time (no slab-sized
+    temporaries); NaN/inf refused (the statistics only sample the data)."""
+    step = max(1, _IO_CHUNK_VOXELS // (shape3[1] * shape3[2]))
 
-    def read(z0: int, z1: int) -> list[torch.Tensor]:
-        out = []
-        for p in (even, odd):
-            t = torch.from_numpy(read_section(p, meta, z0, z1))
-            if not bool(torch.isfinite(t).all()):  # never write NaN blobs
-                raise DataError(f"sections {z0}-{min(z1, shape3[0]) - 1} contain NaN or infinite values; fix or "
-                                "crop the input", p)
-            out.append(t.sub_(mean).div_(std))
-        return out
+    def read(z0: int, z1: int, out: Sequence[torch.Tensor]) -> None:
+        for p, dst in zip((even, odd), out, strict=True):
+            for z in range(z0, z1, step):
+                ze = min(z + step, z1)
+                chunk = read_section(p, meta, z, ze)
+                if not np.isfinite(chunk).all():  # never write NaN blobs
+                    raise DataError(f"sections {z0}-{z1 - 1} contain NaN or infinite values; fix or crop the input", p)
+                dst[z - z0 : ze - z0].copy_(torch.from_numpy(chunk)).sub_(mean).div_(std)
 
     return read
 
