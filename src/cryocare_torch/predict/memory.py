@@ -1,13 +1,18 @@
-"""Tile and batch sizes from a memory budget.
+"""Tile and batch sizes from a memory budget: a measured memory model, kept simple.
 
-Peak memory of a U-Net forward pass grows linearly with the voxels of a batch and with the
-feature channels of its first level (deeper levels have 2x the channels but 1/4 (2D) or 1/8 (3D)
-of the voxels). Measured once with ``ru_maxrss`` on CPU for the cryo-CARE U-Net
-(:class:`cryocare_torch.model.UNet`, depth 2, 16 channels, tiles of 96^3 and 1024^2, with and
-without norm layers): about 29-30 bytes per voxel per first-level channel in float32 and 15-17 in
-bfloat16. The factors below add 20% headroom plus the tiles, outputs and weights of the loop.
-Very narrow networks cost more per channel (oneDNN pads channels; a 2-channel toy U-Net measured
-167 bytes per voxel), hence at least 4 channels are counted.
+Host memory of a prediction = what importing torch and loading the model costs (not budgeted, ~0.3 GB) +
+the z-slab buffers + one forward pass of a batch of tiles:
+
+* slab: two float32 input halves and one float32 accumulator per output (the overlap carried to the next
+  slab lives inside it), ``4 * h * w * (2 + n_accumulators)`` bytes per section of slab depth (the tile's
+  z edge), allocated once and reused (:mod:`.engine`); reading and writing go through ~16 MB chunks;
+* forward pass: a fixed part plus a part linear in the tile voxels and the first level's channels
+  (deeper levels have 2x the channels but 1/8 (3D) or 1/4 (2D) of the voxels). Measured with
+  ``bench/bench_tile_size.py`` (``ru_maxrss`` around one pass of the default U-Net, depth 2, 16 channels,
+  bf16 autocast, tiles 48^3 to 128^3): 55 MB + 189 bytes per voxel (11.8 per voxel per channel; the fit is
+  within 10% at every size). The factors below add 10% to that; float32 keeps the earlier measurement
+  (29-30 bytes per voxel per channel, 36 with headroom). Very narrow networks cost more per channel
+  (oneDNN pads channels; a 2-channel toy U-Net measured 167 bytes per voxel), hence at least 4 channels.
 """
 
 from __future__ import annotations
@@ -22,10 +27,15 @@ from torch import nn
 from ..errors import ConfigError
 from ..tiling import round_down, round_up
 
-BYTES_PER_VOXEL_PER_CHANNEL = {torch.float32: 36.0, torch.bfloat16: 20.0, torch.float16: 20.0}
+BYTES_PER_VOXEL_PER_CHANNEL = {torch.float32: 36.0, torch.bfloat16: 13.0, torch.float16: 13.0}
+FORWARD_FIXED_BYTES = 60 * 2**20
+"""The part of a forward pass's peak that does not grow with the tile (measured 55 MB on CPU)."""
 LOOP_BYTES_PER_VOXEL = 24.0
 MAX_TILE = {2: 4096, 3: 160}
 """Largest automatic tile edge: bigger 3D tiles bring little speed but thicker z-slabs in memory."""
+MIN_TILE = {2: 64, 3: 32}
+"""Smallest automatic tile edge: below it the overlap would eat most of each tile (a budget too small for the
+sections' area then gives this tile and an over-budget warning instead of a run that never ends)."""
 MAX_BATCH = 64
 
 
@@ -48,8 +58,11 @@ def bytes_per_voxel(model: nn.Module, dtype: torch.dtype) -> float:
 
 
 def device_budget_bytes(device: torch.device, budget_gb: float) -> int:
-    """The budget, limited on CUDA to 90% of the GPU memory free now."""
+    """The budget for slab and tiles: on CPU less the fixed cost of a forward pass, on CUDA limited to 90% of
+    the GPU memory free now."""
     budget = int(budget_gb * 2**30)
+    if device.type == "cpu":
+        budget = max(budget // 2, budget - FORWARD_FIXED_BYTES)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = min(budget, int(0.9 * free))
@@ -91,9 +104,9 @@ def model_halo(model: nn.Module) -> int:
 
 
 def slab_bytes_per_section(spatial_shape: Sequence[int], n_accumulators: int) -> float:
-    """Host bytes per z-section of a slab: two float32 input halves plus accumulators (and carry)."""
+    """Host bytes per z-section of a slab: two float32 input halves plus the accumulators (the carry inside)."""
     h, w = spatial_shape[-2:]
-    return 4.0 * h * w * (2 + 1.25 * n_accumulators)
+    return 4.0 * h * w * (2 + n_accumulators)
 
 
 def choose_tiling(
@@ -137,8 +150,9 @@ def choose_tiling(
         tile = round_up(tile_size, multiple)
     else:
         cap = min(round_up(max(spatial_shape), multiple), max(multiple, round_down(MAX_TILE[nd], multiple)))
+        floor = min(cap, round_up(MIN_TILE[nd], multiple))
         tile = cap
-        while tile > multiple and not fits(tile):
+        while tile > floor and not fits(tile):
             tile -= multiple
         over = not fits(tile)
     if overlap is None:
