@@ -3,8 +3,9 @@
 The resident anonymous memory (``RssAnon`` of ``/proc/self/status``) is read after every slab of a long
 streamed prediction: it must stay flat from the early slabs to the last ones (within 10 MB; the allocator's
 own noise is ~4 MB). The engine before issue 16 (new slab buffers per slab, no ``malloc_trim``) grew by 26 MB
-over these 17 slabs of 4 MB buffers (215 -> 265 MB), as glibc kept the freed buffers as heap fragments. The same run with a writer
-that keeps each slab's output (memory not released) must show the growth, so the measurement can see it.
+over these 17 slabs of 4 MB buffers (215 -> 265 MB), as glibc kept the freed buffers as heap fragments.
+The same run with a writer that keeps each slab's output (memory not released) must show the growth, so the
+measurement can see it.
 """
 
 from __future__ import annotations
