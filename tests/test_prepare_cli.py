@@ -67,10 +67,11 @@ def test_p2p_regimes(raw: Path, tmp_path: Path) -> None:
         assert meta.is_stack and meta.shape == (views, 64, 64) and meta.voxel_size[0] == 12.0
 
 
-def test_p2p_then_reconstruct(raw: Path, tmp_path: Path) -> None:
+def test_p2p_then_reconstruct(raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "p2p"
     assert run("prepare", "p2p-reconstruct", "--output-dir", out, "--thickness", "24", *raw_args(raw),
-               *TINY_TRAIN) == 0
+               *TINY_TRAIN, "--ctf", "phaseflip") == 0
+    assert "CTF phaseflip: underfocus 3.00-3.00 um over 9 views" in capsys.readouterr().err  # the restored tilts
     rec, meta = read_volume(out / "TS_01_p2p_rec.mrc")
     assert rec.shape == (24, 64, 64) and meta.voxel_size == (12.0, 12.0, 12.0) and np.isfinite(rec).all()
     assert read_meta(out / "TS_01_p2p_restored.mrc").is_stack

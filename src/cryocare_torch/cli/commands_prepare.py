@@ -202,6 +202,7 @@ def p2p_reconstruct(
     raw: RawOptions,
     align: AlignOptions | None = None,
     rec: ReconOptions,
+    ctf: CtfOptions | None = None,
     overwrite: bool = False,
     train_opts: TrainOptions | None = None,
     predict_opts: PredictOptions | None = None,
@@ -223,7 +224,8 @@ def p2p_reconstruct(
     config = build_config(cfg, train_opts, predict_opts, runtime)
     output_dir.mkdir(parents=True, exist_ok=True)
     out = run(raw.build(), (align or AlignOptions()).build(), output_dir, thickness=rec.thickness, config=config,
-              binning=rec.binning, normalize=rec.normalize, overwrite=overwrite, log=_log)
+              binning=rec.binning, normalize=rec.normalize, overwrite=overwrite, log=_log,
+              ctf=(ctf := ctf or CtfOptions()).build(), defocus_file=ctf.defocus_file)
     print("\n".join(f"{kind}: {p}" for kind, p in out.items()))
     return 0
 
