@@ -143,7 +143,8 @@ def main() -> None:
     results = args.results_file if args.results_file is not None else (None if args.quick else HERE / "RESULTS.md")
 
     from cryocare_torch.config import CryocareConfig, SimulateConfig
-    from cryocare_torch.report import EvalOptions, RunInputs, build_report, evaluate_run
+    from cryocare_torch.config_runs import EvalConfig
+    from cryocare_torch.report import RunInputs, build_report, evaluate_run
     from cryocare_torch.runtime import set_threads
     from cryocare_torch.simulate import write_dataset
     from cryocare_torch.workflows import api
@@ -177,7 +178,7 @@ def main() -> None:
     t0 = time.perf_counter()
     inputs = RunInputs(restored=restored, even=paths["tomo_even"], odd=paths["tomo_odd"], truth=paths["tomo_clean"],
                        labels=paths["labels"], centres=paths["decorations"], model_dir=out / "model")
-    metrics = evaluate_run(inputs, out, EvalOptions(box=box, downstream_steps=steps, downstream_repeats=repeats,
+    metrics = evaluate_run(inputs, out, EvalConfig(box=box, downstream_steps=steps, downstream_repeats=repeats,
                                                           device=args.device),
                            overwrite=True, log=log)
     seconds["evaluate"] = time.perf_counter() - t0

@@ -99,3 +99,11 @@ def test_cli_warns_about_wrong_gain_orientation_and_hot_pixels(tmp_path: Path,
     assert "gain orientation" not in capsys.readouterr().err
     rows = (tmp_path / "b_shifts.csv").read_text().splitlines()
     assert rows[0] == "frame,dy_px,dx_px,group_size,peak_z,error_px,reliable" and len(rows) == 13
+    # --defect-z far above any pixel: no defects found; --error-fraction tiny: no drift estimate is good enough,
+    # so the movie is left unshifted (every frame's reliable flag 0)
+    assert main(["prepare", "motion", str(movie), "--output", str(tmp_path / "c"), "--gain", str(gain),
+                 "--gain-rotation", "1", "--defect-z", "1e6", "--error-fraction", "1e-6"]) == 0
+    err = capsys.readouterr().err
+    assert "hot and" not in err and "unshifted" in err
+    rows = (tmp_path / "c_shifts.csv").read_text().splitlines()
+    assert [r.rsplit(",", 1)[1] for r in rows[1:]] == ["0"] * 12

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from cryocare_torch.cli.main import main
+from cryocare_torch.config_runs import SlurmConfig
 from cryocare_torch.errors import ClusterError, ConfigError
 from cryocare_torch.io.mrc import open_memmap, write_volume
-from cryocare_torch.workflows.slurm import SlurmOptions, array_spec, render_script, submit_script, task_states, wait
+from cryocare_torch.workflows.slurm import array_spec, render_script, submit_script, task_states, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 32, 32)
@@ -55,8 +57,8 @@ def test_array_spec() -> None:
 
 
 def test_render_script(tmp_path: Path) -> None:
-    opts = SlurmOptions(partition="gpu", time="2:00:00", mem="32G", gpus="a100:1", cpus=8, max_parallel=4,
-                        account="lab", extra=["--qos=high"], setup=["module load cuda"], executable="/opt/cryocare")
+    opts = SlurmConfig(partition="gpu", time="2:00:00", mem="32G", gpus="a100:1", cpus=8, max_parallel=4,
+                       account="lab", sbatch_arg=["--qos=high"], setup=["module load cuda"], executable="/opt/cryocare")
     text = render_script(tmp_path / "m.json", 3, opts, tmp_path / "logs")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
@@ -69,15 +71,15 @@ def test_render_script(tmp_path: Path) -> None:
     script = tmp_path / "s.sh"
     script.write_text(text)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    default = render_script(tmp_path / "m.json", 1, SlurmOptions(), tmp_path)
+    default = render_script(tmp_path / "m.json", 1, SlurmConfig(), tmp_path)
     assert "#SBATCH --array=0\n" in default and "--partition" not in default and "/cryocare" in default
 
 
-@pytest.mark.parametrize("opts", [SlurmOptions(time="2h"), SlurmOptions(mem="lots"), SlurmOptions(cpus=0),
-                                  SlurmOptions(extra=["qos=high"]), SlurmOptions(partition="a b")])
-def test_invalid_options(opts: SlurmOptions) -> None:
-    with pytest.raises(ConfigError):
-        opts.validate()
+@pytest.mark.parametrize("bad", [{"time": "2h"}, {"mem": "lots"}, {"cpus": 0}, {"sbatch_arg": ["qos=high"]},
+                                 {"partition": "a b"}])
+def test_invalid_options(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        SlurmConfig(**bad)
 
 
 def test_cli_sbatch_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -226,7 +228,7 @@ def test_real_slurm_wait_bounded_then_cancelled(slurm_env: dict, tmp_path: Path,
     """A held job times the wait out (the job stays queued); once cancelled, every task reports CANCELLED."""
     monkeypatch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
     script = tmp_path / "held.sh"
-    script.write_text(render_script(tmp_path / "m.json", 2, SlurmOptions(extra=["--hold"]), tmp_path))
+    script.write_text(render_script(tmp_path / "m.json", 2, SlurmConfig(sbatch_arg=["--hold"]), tmp_path))
     job = submit_script(script)
     try:
         t0 = time.monotonic()

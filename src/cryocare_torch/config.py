@@ -1,10 +1,12 @@
 """One typed configuration shared by the CLI, config files (YAML/JSON) and the Python API.
 
-Every field has bounds and a description. ``cryocare config`` prints the whole tree (defaults, or a file with
-``--set`` overrides applied); ``--config FILE`` and ``--set section.key=value`` reach every field. The
-common fields also have their own flags (``cli/options.py``, mapped onto these sections by ``build_config``);
-those flags and their help are still written by hand, not generated from these models, and the motion,
-evaluation, SLURM and watch settings are not in this tree yet (issue 11). Checkpoints embed
+Every field has its one default, bounds and a description. ``cryocare config`` prints the whole tree (defaults,
+or a file with ``--set`` overrides applied); ``--config FILE`` and ``--set section.key=value`` reach every field.
+The motion, evaluation, SLURM and watch sections (:mod:`cryocare_torch.config_runs` for the last three) are
+expanded by the CLI into its flags, so their ``--help`` text and defaults are these models' (checked by
+tests/test_config_cli.py). The common training/prediction flags (``cli/options.py``: ``--max-minutes``,
+``--memory-budget``, ``--threads``...) are still written by hand and mapped onto these sections by
+``build_config``, because several of them set fields of two sections or have other names. Checkpoints embed
 ``model_dump()`` of the configuration they were trained with.
 """
 
@@ -16,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config_runs import EvalConfig, SlurmConfig, WatchConfig
 from .errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -240,26 +243,17 @@ class MotionConfig(_Section):
     """Motion correction of movies (``cryocare prepare motion`` and the movie paths of ``cryocare prepare``)."""
 
     bfactor: float | None = Field(
-        None, ge=0, description="Low-pass B (A^2) for the drift correlations; None: chosen from the data.")
-    group: int | None = Field(None, ge=1, description="Frames per aligned window; None: chosen from the data.")
+        None, ge=0, description="B-factor (A^2) of the alignment low-pass (default: chosen from the data).")
+    group: int | None = Field(None, ge=1, description="Frames per aligned window (default: chosen from the data).")
     max_error: float = Field(
         0.5, gt=0, description="Largest estimated rms drift error (pixels) of a movie that is corrected; "
         "above it the movie is left unshifted with a warning.")
     error_fraction: float = Field(
-        0.5, gt=0, le=1, description="... and the largest error as a fraction of the drift's expected rms.")
+        0.5, gt=0, le=1, description="Largest estimated rms drift error of a corrected movie as a fraction of "
+        "the drift's expected rms (both limits apply).")
     defects: bool = Field(True, description="Find hot/dead pixels and replace them before anything else.")
     defect_z: float = Field(8.0, gt=3, description="Hot-pixel threshold in robust spreads above the neighbours.")
     check_gain: bool = Field(True, description="Warn when another of the gain's 8 orientations fits the frames better.")
-
-    def drift_options(self) -> dict[str, Any]:
-        """Keyword options of :func:`cryocare_torch.prepare.motion.estimate_drift_detailed`."""
-        return {"bfactor": self.bfactor, "group": self.group, "max_error": self.max_error,
-                "error_fraction": self.error_fraction}
-
-    def file_options(self) -> dict[str, Any]:
-        """Keyword options of the file wrappers in :mod:`cryocare_torch.prepare.frames`."""
-        return {"defects": self.defects, "defect_z": self.defect_z, "check_gain": self.check_gain,
-                **self.drift_options()}
 
 
 class CryocareConfig(_Section):
@@ -272,6 +266,9 @@ class CryocareConfig(_Section):
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     ctf: CtfConfig = Field(default_factory=CtfConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

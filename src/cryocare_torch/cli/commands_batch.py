@@ -2,56 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Group, Parameter
 
+from ..config_runs import SlurmConfig, given
 from ..errors import ConfigError
 from ..logs import log_stderr as _log
 from ..workflows.batch_plan import BatchMode, plan_batch, report_outputs, run_batch
 from ..workflows.shard import parse_shard
 from ..workflows.shard_runs import run_from_manifest
-from ..workflows.slurm import SlurmOptions
 from .app import app
-from .commands_watch import WatchCliOptions, run_watch
+from .commands_watch import WatchSettings, run_watch
 from .options import ConfigOptions, PredictOptions, RuntimeOptions, build_config
 
 G_SLURM = Group("SLURM (with --slurm)", sort_key=50)
 
 
-@Parameter(name="*", group=G_SLURM)
-@dataclass
-class SlurmCliOptions:
-    partition: str | None = None
-    "Partition (queue) for the array tasks."
-    time: str | None = None
-    "Time limit per task (one pair), e.g. 1:00:00."
-    mem: str | None = None
-    "Memory per task, e.g. 32G."
-    gpus: str | None = None
-    "GPUs per task, e.g. 1 or a100:1."
-    cpus: int | None = None
-    "CPU cores per task (also the torch thread count unless --threads is given)."
-    max_parallel: int | None = None
-    "At most this many tasks run at once (the %N of --array)."
-    account: str | None = None
-    "Account to charge."
-    job_name: str = "cryocare-batch"
-    "Job name (also in the log file names)."
-    sbatch_arg: list[str] | None = None
-    "Any other sbatch option, e.g. --sbatch-arg=--qos=high (repeatable)."
-    setup: list[str] | None = None
-    "Shell line run before each task, e.g. --setup 'module load cuda' (repeatable)."
-    executable: str | None = None
-    "The cryocare command on the compute nodes (default: this environment's, by absolute path)."
-
-    def to_options(self) -> SlurmOptions:
-        return SlurmOptions(partition=self.partition, time=self.time, mem=self.mem, gpus=self.gpus, cpus=self.cpus,
-                            max_parallel=self.max_parallel, account=self.account, job_name=self.job_name,
-                            extra=list(self.sbatch_arg or []), setup=list(self.setup or []),
-                            executable=self.executable)
+SlurmSettings = Annotated[SlurmConfig | None, Parameter(name="*", group=G_SLURM)]
 
 
 @app.command
@@ -70,8 +39,8 @@ def batch(
     wait_minutes: float | None = None,
     watch: Path | None = None,
     devices: str | None = None,
-    watch_opts: WatchCliOptions | None = None,
-    slurm_opts: SlurmCliOptions | None = None,
+    watch_opts: WatchSettings = None,
+    slurm_opts: SlurmSettings = None,
     predict_opts: PredictOptions | None = None,
     runtime: RuntimeOptions | None = None,
     cfg: ConfigOptions | None = None,
@@ -114,14 +83,14 @@ def batch(
         Run here on several devices at once, one worker process each on every Nth pair: cuda:0,cuda:1, a GPU
         count such as 4, or cpu,cpu. (Under torchrun each process takes its share by itself.)
     """
-    config = build_config(cfg, None, predict_opts, runtime)
+    config = build_config(cfg, None, predict_opts, runtime,
+                          extra={"watch": given(watch_opts), "slurm": given(slurm_opts)})
     plan = plan_batch(inputs, model, output_dir, config, suffix=suffix, project_dir=project_dir, overwrite=overwrite,
-                      work_dir=work_dir, slurm_options=(slurm_opts or SlurmCliOptions()).to_options(), slurm=slurm,
-                      sbatch_only=sbatch_only, submitit=submitit, watch=watch, devices=devices,
-                      wait_minutes=wait_minutes)
+                      work_dir=work_dir, slurm=slurm, sbatch_only=sbatch_only, submitit=submitit, watch=watch,
+                      devices=devices, wait_minutes=wait_minutes)
     if plan.mode is BatchMode.WATCH:
         assert watch is not None
-        return run_watch(watch, output_dir, config, watch_opts, model=model, suffix=suffix, overwrite=overwrite)
+        return run_watch(watch, output_dir, config, model=model, suffix=suffix, overwrite=overwrite)
     return run_batch(plan, log=_log)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cyclopts import Group, Parameter
 
+from ..config_runs import EvalConfig
 from ..errors import ConfigError, DataError
 from ..evaluate.baselines import gaussian_filter, median_filter
 from ..evaluate.fsc_io import fsc_files
@@ -18,7 +18,7 @@ from ..io.halves import validate_pairs
 from ..io.mrc import write_volume
 from ..io.volumes import read_volume_meta, read_whole_volume
 from ..logs import log_stderr as _log
-from ..report import EvalOptions, RunInputs, build_report, evaluate_run
+from ..report import RunInputs, build_report, evaluate_run
 from ..report.collect import mrc_role
 from ..runtime import set_threads
 from .app import app
@@ -27,46 +27,15 @@ G_EVAL = Group("Evaluation", sort_key=15)
 G_HW = Group("Hardware", sort_key=40)
 
 
-@Parameter(name="*", group=G_EVAL)
-@dataclass
-class EvalCliOptions:
-    box: int = 128
-    "Central box (voxels per axis) where baselines run and PSNR/SSIM are scored; bounds median/NAD CPU time."
-    methods: Annotated[list[str] | None, Parameter(consume_multiple=True)] = None
-    "Baselines to run: median, gaussian, nad (default all; e.g. --methods median gaussian)."
-    soft_edge: float = 6.0
-    "Cosine taper of the FSC box mask in voxels (0: no mask)."
-    voxel_size: float | None = None
-    "Voxel size in Angstrom (default: from the MRC headers)."
-    downstream_steps: int = 1000
-    "Segmenter training steps per volume and fold for the downstream detection check (0: skip it)."
-    downstream_folds: int = 2
-    "Downstream check: 2 holds out each half once (every object scored), 1 only the second half."
-    downstream_repeats: int = 1
-    "Downstream check: segmenters per fold and volume (seeds 0, 1, ...), counts pooled; steadier F1, slower."
-    target_label: int = 3
-    "Label value of the objects whose centres are given (3: decorations of simulated data)."
+EvalSettings = Annotated[EvalConfig | None, Parameter(name="*", group=G_EVAL)]
+Threads = Annotated[int | None, Parameter(group=G_HW)]
 
 
-@Parameter(name="*", group=G_HW)
-@dataclass
-class EvalRuntime:
-    device: str = "auto"
-    "Device for the downstream segmenters: auto, cpu, cuda or cuda:N."
-    threads: int | None = None
-    "CPU threads (default: all available cores)."
-
-
-def _options(opts: EvalCliOptions | None, runtime: EvalRuntime | None) -> EvalOptions:
-    o, r = opts or EvalCliOptions(), runtime or EvalRuntime()
-    if r.threads is not None and r.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {r.threads}")
-    set_threads(r.threads)
-    return EvalOptions(box=o.box, methods=tuple(o.methods) if o.methods else None, soft_edge=o.soft_edge,
-                       voxel_size=o.voxel_size, downstream_steps=o.downstream_steps,
-                       downstream_folds=o.downstream_folds,
-                       downstream_repeats=o.downstream_repeats, target_label=o.target_label,
-                       device=r.device)
+def _options(opts: EvalConfig | None, threads: int | None) -> EvalConfig:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    set_threads(threads)
+    return opts or EvalConfig()
 
 
 @app.command
@@ -221,7 +190,7 @@ def baseline(
     return 0
 
 
-@app.command
+@app.command(default_parameter=Parameter(consume_multiple=True, negative_iterable=()))
 def evaluate(
     *,
     restored: Path,
@@ -233,8 +202,8 @@ def evaluate(
     centres: Path | None = None,
     model_dir: Annotated[Path | None, Parameter(name=["--model", "--model-dir"])] = None,
     overwrite: bool = False,
-    opts: EvalCliOptions | None = None,
-    runtime: EvalRuntime | None = None,
+    opts: EvalSettings = None,
+    threads: Threads = None,
 ) -> int:
     """Is it better? FSC, baselines, PSNR/SSIM against a truth, downstream detection; metrics.json + figures.
 
@@ -261,10 +230,12 @@ def evaluate(
         Its validation slab, never trained on, is where the FSC against the truth is estimated from the halves.
     overwrite
         Replace the files of an earlier evaluation in OUTPUT_DIR.
+    threads
+        CPU threads (default: all available cores).
     """
     inputs = RunInputs(restored=restored, even=even, odd=odd, truth=truth, labels=labels, centres=centres,
                        model_dir=model_dir)
-    metrics = evaluate_run(inputs, output_dir, _options(opts, runtime), overwrite=overwrite, log=_log)
+    metrics = evaluate_run(inputs, output_dir, _options(opts, threads), overwrite=overwrite, log=_log)
     for name, c in metrics["fsc"].items():
         print(f"FSC {name:28s} {_crossings(c)}" + ("  (not a resolution: one network trained on both halves)"
                                                    if c.get("note") else ""))
@@ -292,15 +263,15 @@ def _crossings(c: dict[str, Any]) -> str:
             f"   0.143: {c['res_0_143_nm']:6.2f} nm{' (Nyquist)' if c['res_0_143_reaches_nyquist'] else ''}")
 
 
-@app.command
+@app.command(default_parameter=Parameter(consume_multiple=True, negative_iterable=()))
 def report(
     paths: list[Path],
     *,
     output: Path,
     title: str | None = None,
     overwrite: bool = False,
-    opts: EvalCliOptions | None = None,
-    runtime: EvalRuntime | None = None,
+    opts: EvalSettings = None,
+    threads: Threads = None,
 ) -> int:
     """One self-contained HTML page (figures embedded) of a run: slices, FSC, training loss, numbers.
 
@@ -318,7 +289,9 @@ def report(
         Page title (default: from the run folder's name).
     overwrite
         Replace an existing output.
+    threads
+        CPU threads (default: all available cores).
     """
-    out = build_report(paths, output, _options(opts, runtime), overwrite=overwrite, title=title, log=_log)
+    out = build_report(paths, output, _options(opts, threads), overwrite=overwrite, title=title, log=_log)
     print(f"wrote {out}")
     return 0

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from cyclopts import App
-from pydantic import ValidationError
+from cyclopts import App, Group, Parameter
 
 from ..config import MotionConfig
-from ..errors import ConfigError
 from ..logs import log_stderr as _log
 from ..prepare.frames import motion_correct_file, motion_correct_tilt_series
 from ..prepare.halves import write_halves_list
@@ -31,6 +29,7 @@ prepare_app = App(
     ),
 )
 app.command(prepare_app)
+G_MOTION = Group("Motion correction", sort_key=4)
 
 
 @prepare_app.command
@@ -42,12 +41,8 @@ def motion(
     gain_flip: Literal["none", "x", "y"] = "none",
     gain_rotation: int = 0,
     pixel_size: float | None = None,
-    bfactor: float | None = None,
-    group: int | None = None,
-    max_error: float = 0.5,
-    defects: bool = True,
-    check_gain: bool = True,
     overwrite: bool = False,
+    settings: Annotated[MotionConfig | None, Parameter(name="*", group=G_MOTION)] = None,
 ) -> int:
     """Motion-correct movies: even/odd/sum (aligned) and first/second-half (unaligned) frame sums.
 
@@ -68,32 +63,19 @@ def motion(
         Counter-clockwise quarter turns of the gain.
     pixel_size
         Pixel size in Angstrom (default: from the movie or its .mdoc).
-    bfactor
-        B-factor (A^2) of the alignment low-pass (default: chosen from the data).
-    group
-        Frames per aligned window (default: chosen from the data).
-    max_error
-        Largest estimated rms drift error (px) of a corrected movie; worse ones are left unshifted.
-    defects
-        Find and replace hot/dead pixels before alignment.
-    check_gain
-        Warn when another rotation/flip of the gain flattens the frames better.
     overwrite
         Replace existing outputs.
     """
-    try:
-        cfg = MotionConfig(bfactor=bfactor, group=group, max_error=max_error, defects=defects, check_gain=check_gain)
-    except ValidationError as exc:
-        raise ConfigError(f"prepare motion: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    drift = cfg.file_options()
+    motion = settings or MotionConfig()
     output.parent.mkdir(parents=True, exist_ok=True)
     if len(movies) == 1:
         paths = motion_correct_file(movies[0], output_prefix=output, gain=gain, gain_flip=gain_flip,
-                                    gain_rotation=gain_rotation, pixel_size=pixel_size, overwrite=overwrite, **drift)
+                                    gain_rotation=gain_rotation, pixel_size=pixel_size, overwrite=overwrite,
+                                    motion=motion)
     else:
         paths = motion_correct_tilt_series(movies, output_prefix=output, gain=gain, gain_flip=gain_flip,
                                            gain_rotation=gain_rotation, pixel_size=pixel_size, overwrite=overwrite,
-                                           **drift)
+                                           motion=motion)
     print("\n".join(f"{kind}: {p}" for kind, p in paths.items()))
     return 0
 

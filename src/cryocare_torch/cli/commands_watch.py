@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from cyclopts import Group, Parameter
 
 from ..config import CryocareConfig
+from ..config_runs import WatchConfig, given
 from ..errors import CryocareError
 from ..interrupts import raise_interrupt, signal_handlers
 from ..logs import log_stderr as _log
@@ -23,15 +23,7 @@ from .options import ConfigOptions, PredictOptions, RuntimeOptions, TrainOptions
 G_WATCH = Group("Live mode", sort_key=5)
 
 
-@Parameter(name="*", group=G_WATCH)
-@dataclass
-class WatchCliOptions:
-    interval: float = 10.0
-    "Seconds between scans; a file is used once unchanged for this long and as large as its header says."
-    max_idle_minutes: float | None = None
-    "Stop after this long without a new pair or a growing file (default: run until Ctrl-C)."
-    max_pairs: int | None = None
-    "Stop after this many pairs were restored (or failed) in this run."
+WatchSettings = Annotated[WatchConfig | None, Parameter(name="*", group=G_WATCH)]
 
 
 def _stop_on_ctrl_c(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
@@ -47,13 +39,12 @@ def _stop_on_ctrl_c(stop: threading.Event) -> contextlib.AbstractContextManager[
     return signal_handlers(sigint=on_int, sigterm=raise_interrupt)
 
 
-def run_watch(folder: Path, output_dir: Path, config: CryocareConfig, opts: WatchCliOptions | None, **kw: Any) -> int:
-    """Run the watch, print the summary; failed pairs give the first failure's exit code, Ctrl-C twice 130."""
-    opts = opts or WatchCliOptions()
+def run_watch(folder: Path, output_dir: Path, config: CryocareConfig, **kw: Any) -> int:
+    """Run the watch (its settings: ``config.watch``), print the summary; failed pairs give the first failure's
+    exit code, Ctrl-C twice 130."""
     stop = threading.Event()
     with _stop_on_ctrl_c(stop):
-        summary = _watch(folder, output_dir, config, interval=opts.interval, max_idle_minutes=opts.max_idle_minutes,
-                         max_pairs=opts.max_pairs, progress=sys.stderr.isatty(), stop=stop, log=_log, **kw)
+        summary = _watch(folder, output_dir, config, progress=sys.stderr.isatty(), stop=stop, log=_log, **kw)
     print(summary.line())
     if summary.reason is StopReason.INTERRUPTED:
         return EXIT_INTERRUPTED
@@ -74,7 +65,7 @@ def watch(
     model_dir: Path | None = None,
     suffix: str = "_denoised",
     overwrite: bool = False,
-    watch_opts: WatchCliOptions | None = None,
+    watch_opts: WatchSettings = None,
     train_opts: TrainOptions | None = None,
     predict_opts: PredictOptions | None = None,
     runtime: RuntimeOptions | None = None,
@@ -106,6 +97,6 @@ def watch(
     overwrite
         Redo outputs that are already complete.
     """
-    config = build_config(cfg, train_opts, predict_opts, runtime)
-    return run_watch(folder, output_dir, config, watch_opts, model=model, train_after=train_after,
+    config = build_config(cfg, train_opts, predict_opts, runtime, extra={"watch": given(watch_opts)})
+    return run_watch(folder, output_dir, config, model=model, train_after=train_after,
                      model_dir=model_dir, suffix=suffix, overwrite=overwrite)

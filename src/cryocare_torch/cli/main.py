@@ -14,7 +14,9 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from cyclopts.exceptions import CycloptsError
+from pydantic import ValidationError
 
+from ..config_runs import format_option_errors
 from ..errors import CryocareError
 from . import commands_batch, commands_core, commands_eval, commands_prepare, commands_watch  # noqa: F401  (register)
 from .app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, app
@@ -50,8 +52,9 @@ def guarded(call: Callable[[], object], *, debug: bool = False, prog: str = "cry
             if not debug:  # library warnings (numpy, torch, mrcfile) would break the one-line error; --debug shows them
                 warnings.simplefilter("ignore")
             result = call()
-    except CycloptsError as exc:
-        _error(f"{exc} (see '{prog} --help')", prog)
+    except CycloptsError as exc:  # a bound of a config model (pydantic) names the flag, not the model
+        why = format_option_errors(exc.__cause__) if isinstance(exc.__cause__, ValidationError) else str(exc)
+        _error(f"{why} (see '{prog} --help')", prog)
         return EXIT_USAGE
     except CryocareError as exc:
         if debug:

@@ -9,7 +9,8 @@ from typing import Literal
 from cyclopts import Group, Parameter
 from pydantic import ValidationError
 
-from ..config import CtfConfig
+from ..config import CtfConfig, MotionConfig
+from ..config_runs import updated
 from ..errors import ConfigError
 from ..io.imod import parse_exclude_list
 from ..prepare.pipeline import Alignment, PreparedPair, RawTiltSeries
@@ -53,9 +54,9 @@ class RawOptions:
             raise ConfigError(f"--exclude: {exc}") from None
         if self.gain_rotation not in (0, 1, 2, 3):
             raise ConfigError(f"--gain-rotation must be 0, 1, 2 or 3 quarter turns, got {self.gain_rotation}")
-        drift = {"bfactor": self.bfactor} if self.bfactor is not None else {}
         return RawTiltSeries(self.mdoc, self.movie_dir, self.stack, self.gain, self.gain_flip, self.gain_rotation,
-                             exclude, self.pixel_size, self.dose_per_tilt, self.name, drift)
+                             exclude, self.pixel_size, self.dose_per_tilt, self.name,
+                             updated(MotionConfig(), bfactor=self.bfactor))
 
 
 @Parameter(name="*", group=G_ALIGN)

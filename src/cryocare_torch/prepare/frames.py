@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import MotionConfig
 from ..errors import DataError
 from ..io.atomic import atomic_write_text, check_output
 from ..io.movie import Flip, apply_gain, read_gain, read_movie
@@ -80,19 +81,20 @@ def _shifts_csv(rows: list[tuple[Any, ...]], header: str) -> str:
                                    for r in rows)
 
 
-def _estimate(frames: torch.Tensor, px: float | None, options: dict[str, Any], name: str) -> DriftEstimate:
-    est = estimate_drift_detailed(frames, pixel_size=px, **options)
+def _estimate(frames: torch.Tensor, px: float | None, m: MotionConfig, name: str) -> DriftEstimate:
+    est = estimate_drift_detailed(frames, pixel_size=px, bfactor=m.bfactor, group=m.group, max_error=m.max_error,
+                                  error_fraction=m.error_fraction)
     _warn(f"{est.message.replace('warning: ', f'warning: {name}: ', 1)}" if est.message else "")
     return est
 
 
-def _loader(gain: str | Path | None, gain_flip: Flip, gain_rotation: int, check_gain: bool, defects: bool,
-            defect_z: float) -> Callable[[Path, bool], tuple[torch.Tensor, float | None]]:
+def _loader(gain: str | Path | None, gain_flip: Flip, gain_rotation: int,
+            m: MotionConfig) -> Callable[[Path, bool], tuple[torch.Tensor, float | None]]:
     gain_img = None if gain is None else read_gain(gain)
 
     def load(path: Path, first: bool) -> tuple[torch.Tensor, float | None]:
-        return _load_movie(path, gain_img, gain_flip, gain_rotation, check_gain=check_gain and first,
-                           defects=defects, defect_z=defect_z)
+        return _load_movie(path, gain_img, gain_flip, gain_rotation, check_gain=m.check_gain and first,
+                           defects=m.defects, defect_z=m.defect_z)
 
     return load
 
@@ -106,20 +108,17 @@ def motion_correct_file(
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     overwrite: bool = False,
-    check_gain: bool = True,
-    defects: bool = True,
-    defect_z: float = 8.0,
-    **drift_options: Any,
+    motion: MotionConfig | None = None,
 ) -> dict[str, Path]:
     """Motion-correct one movie; write ``<prefix>_{even,odd,sum,firsthalf,secondhalf}.mrc`` and ``_shifts.csv``.
 
     ``gain`` (MRC/TIFF) is oriented by ``gain_flip`` ("none", "x", "y") and ``gain_rotation`` (quarter
     turns) as in :func:`cryocare_torch.io.movie.apply_gain` and checked against the other 7 orientations
-    (``check_gain``); hot/dead pixels beyond ``defect_z`` spreads are replaced before anything else (``defects``).
-    ``pixel_size`` (A) overrides the movie's
-    (header or ``.mdoc``); unknown pixel sizes are written as 0. ``drift_options`` go to
-    :func:`~cryocare_torch.prepare.motion.estimate_drift_detailed`. The CSV has one row per frame: frame,
-    dy_px, dx_px (drift; the frame was moved by minus it), group_size, peak_z (of the window starting at that
+    (``motion.check_gain``); hot/dead pixels beyond ``motion.defect_z`` spreads are replaced before anything else
+    (``motion.defects``). ``pixel_size`` (A) overrides the movie's (header or ``.mdoc``); unknown pixel sizes are
+    written as 0. The drift settings of ``motion`` (:class:`~cryocare_torch.config.MotionConfig`, default: its
+    defaults) go to :func:`~cryocare_torch.prepare.motion.estimate_drift_detailed`. The CSV has one row per frame:
+    frame, dy_px, dx_px (drift; the frame was moved by minus it), group_size, peak_z (of the window starting at that
     frame), error_px (estimated error of that frame's drift), reliable (0: the frame's error exceeds the limit,
     or the movie was left unshifted). Returns the written paths by kind.
     """
@@ -128,10 +127,11 @@ def motion_correct_file(
     inputs = [movie_path] + ([Path(gain)] if gain is not None else [])
     for p in paths.values():
         check_output(p, overwrite=overwrite, inputs=inputs)
-    load = _loader(gain, gain_flip, gain_rotation, check_gain, defects, defect_z)
+    motion = motion or MotionConfig()
+    load = _loader(gain, gain_flip, gain_rotation, motion)
     frames, meta_px = load(movie_path, True)
     px = pixel_size if pixel_size is not None else meta_px
-    est = _estimate(frames, px, drift_options, movie_path.name)
+    est = _estimate(frames, px, motion, movie_path.name)
     sums = frame_sums(frames, est.shifts)
     label = f"cryocare-torch motion-corrected {sums.n_frames} frames of {movie_path.name}"[:80]
     for kind, image in sums.by_kind().items():
@@ -150,10 +150,7 @@ def motion_correct_tilt_series(
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     overwrite: bool = False,
-    check_gain: bool = True,
-    defects: bool = True,
-    defect_z: float = 8.0,
-    **drift_options: Any,
+    motion: MotionConfig | None = None,
 ) -> dict[str, Path]:
     """Motion-correct one movie per tilt into ``(n, h, w)`` stacks, one slice per movie in the order given.
 
@@ -169,7 +166,8 @@ def motion_correct_tilt_series(
     inputs = movie_paths + ([Path(gain)] if gain is not None else [])
     for p in paths.values():
         check_output(p, overwrite=overwrite, inputs=inputs)
-    load = _loader(gain, gain_flip, gain_rotation, check_gain, defects, defect_z)
+    motion = motion or MotionConfig()
+    load = _loader(gain, gain_flip, gain_rotation, motion)
     n = len(movie_paths)
     rows: list[tuple[Any, ...]] = []
     with contextlib.ExitStack() as stack:
@@ -189,7 +187,7 @@ def motion_correct_tilt_series(
             elif tuple(frames.shape[1:]) != shape:
                 raise DataError(f"frames are {tuple(frames.shape[1:])} but the first movie's are {shape}; "
                                 "all movies of a tilt series must have the same frame size", mpath)
-            est = _estimate(frames, px, drift_options, mpath.name)
+            est = _estimate(frames, px, motion, mpath.name)
             sums = frame_sums(frames, est.shifts)
             for kind, image in sums.by_kind().items():
                 writers[kind].write_slab(k, image.cpu().numpy()[None])

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..config import MotionConfig
 from ..errors import ConfigError, InputFileError
 from ..io.aretomo import aln_to_xf, read_aln
 from ..io.atomic import atomic_write_json, atomic_write_text
@@ -53,8 +54,8 @@ class RawTiltSeries:
     """Angstrom; default from the ``.mdoc``."""
     dose_per_tilt: float | None = None
     name: str | None = None
-    drift_options: dict[str, Any] = field(default_factory=dict)
-    """Options of :func:`~cryocare_torch.prepare.motion.estimate_drift` (bfactor, iterations, ...)."""
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """Motion-correction settings of the movies."""
 
     def views(self) -> TiltSeriesViews:
         return views_from_mdoc(self.mdoc, exclude=self.exclude, movie_dir=self.movie_dir,
@@ -93,7 +94,8 @@ def _record(raw: RawTiltSeries, views: TiltSeriesViews, kinds: tuple[str, ...]) 
         st = p.stat()
         return [str(p.resolve()), st.st_size, st.st_mtime_ns]
 
-    inputs = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+    inputs = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else
+                  v.model_dump(mode="json") if isinstance(v, MotionConfig) else v)
               for k, v in asdict(raw).items() if k not in ("mdoc", "movie_dir", "stack", "gain")}
     return {"kinds": list(kinds), "mdoc": stamp(raw.mdoc), "gain": stamp(raw.gain), "stack": stamp(raw.stack),
             "movies": [stamp(m) for m in views.movies] if "even" in kinds else None, "options": inputs}
@@ -143,7 +145,7 @@ def tiltseries_stacks(
         say(f"motion-correcting {views.n} movies of {views.name} ({len(views.excluded_z)} views excluded)")
         made = assemble_from_movies(views, prefix, gain=raw.gain, gain_flip=raw.gain_flip,
                                     gain_rotation=raw.gain_rotation, pixel_size=raw.pixel_size, overwrite=overwrite,
-                                    **raw.drift_options)
+                                    motion=raw.motion)
     else:
         assert raw.stack is not None
         check_stack(raw.stack, views)

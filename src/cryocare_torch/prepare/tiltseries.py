@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import MotionConfig
 from ..errors import DataError, InputFileError
 from ..io.atomic import atomic_write_text
 from ..io.imod import write_tlt, write_xf
@@ -168,7 +169,7 @@ def assemble_from_movies(
     gain_rotation: int = 0,
     pixel_size: float | None = None,
     overwrite: bool = False,
-    **drift_options: Any,
+    motion: MotionConfig | None = None,
 ) -> dict[str, Path]:
     """Motion-correct the views' movies in angle order: ``<prefix>_{even,odd,sum,firsthalf,secondhalf}.mrc``,
     ``<prefix>_shifts.csv``, ``<prefix>.tlt`` and ``<prefix>_views.csv``; returns the paths by kind."""
@@ -177,7 +178,7 @@ def assemble_from_movies(
     px = pixel_size if pixel_size is not None else views.pixel_size
     paths = motion_correct_tilt_series(movies, output_prefix=prefix, gain=gain, gain_flip=gain_flip,
                                        gain_rotation=gain_rotation, pixel_size=px, overwrite=overwrite,
-                                       **drift_options)
+                                       motion=motion)
     paths["tlt"] = write_tlt(sibling(prefix, ".tlt"), views.angles, overwrite=overwrite)
     paths["views"] = atomic_write_text(sibling(prefix, "_views.csv"), views.table(),
                                        overwrite=overwrite)

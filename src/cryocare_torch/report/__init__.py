@@ -7,7 +7,7 @@
 """
 
 from .build import build_report
-from .evaluation import EvalOptions, evaluate_run
+from .evaluation import evaluate_run
 from .inputs import RunInputs
 
-__all__ = ["EvalOptions", "RunInputs", "build_report", "evaluate_run"]
+__all__ = ["RunInputs", "build_report", "evaluate_run"]

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config_runs import EvalConfig
 from ..errors import InputFileError
 from ..io.atomic import atomic_write_text, check_output
 from .collect import find_run, load_demo, load_metrics
-from .evaluation import EvalOptions, evaluate_run
+from .evaluation import evaluate_run
 from .html import render
 
 
@@ -31,7 +32,7 @@ def _figures(metrics: dict[str, Any], folder: Path) -> dict[str, bytes]:
 
 
 def build_report(
-    paths: Sequence[str | Path], output: str | Path, options: EvalOptions | None = None, *,
+    paths: Sequence[str | Path], output: str | Path, options: EvalConfig | None = None, *,
     overwrite: bool = False, title: str | None = None, log: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the HTML report of the run in ``paths`` to ``output`` (atomically); returns its path."""

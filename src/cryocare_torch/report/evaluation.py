@@ -34,13 +34,13 @@ import datetime as _dt
 import json
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
+from ..config_runs import EvalConfig
+from ..errors import CheckpointError
 from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
 from ..evaluate.fsc import fsc
 from ..evaluate.fsc_truth import RESTORED_HALVES_NOTE
@@ -61,29 +61,6 @@ PLANES = ("xy", "xz", "yz")
 FILES = {"metrics": "metrics.json", "slices": "slices.png", "slices_baselines": "slices_baselines.png",
          "fsc": "fsc.png", "fsc_truth": "fsc_truth.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
 RESTORED = "cryocare-torch"
-
-
-@dataclass
-class EvalOptions:
-    """Knobs of :func:`evaluate_run` (CLI flags of the same names)."""
-
-    box: int = 128
-    """Edge (voxels) of the central box for baselines and PSNR/SSIM."""
-    methods: tuple[str, ...] | None = None
-    """Baselines to run (default: median, gaussian, nad)."""
-    soft_edge: float = 6.0
-    """Cosine taper (voxels) of the box mask for FSC (0: no mask)."""
-    voxel_size: float | None = None
-    """Angstrom; overrides the headers."""
-    downstream_steps: int = 1000
-    """Segmenter training steps per volume and fold for the downstream check (0: skip it)."""
-    downstream_folds: int = 2
-    """2: each half of the volume is held out once (every object scored); 1: only the second half."""
-    downstream_repeats: int = 1
-    """Segmenters per fold and volume (seeds 0, 1, ...), their counts pooled: steadier F1, that many times slower."""
-    target_label: int = 3
-    """Label value of the objects whose centres are given (3 = decorations in simulated data)."""
-    device: str = "cpu"
 
 
 def versions() -> dict[str, str]:
@@ -158,14 +135,14 @@ def _fsc_curves(inputs: RunInputs, raw: np.ndarray, e: np.ndarray, o: np.ndarray
 
 
 def evaluate_run(
-    inputs: RunInputs, output_dir: Path, options: EvalOptions | None = None, *, overwrite: bool = False,
+    inputs: RunInputs, output_dir: Path, options: EvalConfig | None = None, *, overwrite: bool = False,
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Run every applicable comparison and write ``metrics.json`` and figures into ``output_dir``.
 
     Returns the metrics dictionary (as written). Inputs and outputs are checked before any work.
     """
-    opts = options or EvalOptions()
+    opts = options or EvalConfig()
     say = log or (lambda _m: None)
     t_start = time.perf_counter()
     methods = parse_methods(opts.methods)
@@ -177,11 +154,6 @@ def evaluate_run(
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
         check_output(output_dir / name, overwrite=overwrite, inputs=all_inputs)
-    if opts.downstream_steps < 0 or opts.downstream_folds not in (1, 2) or opts.downstream_repeats < 1:
-
-        raise ConfigError(f"--downstream-steps must be >= 0, --downstream-folds 1 or 2 and --downstream-repeats "
-                          f">= 1, got {opts.downstream_steps}, {opts.downstream_folds} and {opts.downstream_repeats}")
-
     e, _ = read_volume(inputs.even)
     o, _ = read_volume(inputs.odd)
     restored, _ = read_volume(inputs.restored)
@@ -270,7 +242,7 @@ def evaluate_run(
     return metrics
 
 
-def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored: np.ndarray, opts: EvalOptions,
+def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored: np.ndarray, opts: EvalConfig,
                 figure: Path, overwrite: bool, say: Log) -> dict[str, Any]:
     t0 = time.perf_counter()
     labels, _ = read_volume(labels_path)

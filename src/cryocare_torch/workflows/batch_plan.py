@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import CryocareConfig
+from ..config_runs import SlurmConfig
 from ..errors import ClusterError, ConfigError
 from ..interrupts import raise_interrupt, signal_handlers
 from ..io.atomic import atomic_write_text
@@ -21,7 +22,7 @@ from .batch import Manifest, build_manifest, load_manifest, resolve_batch, run_a
 from .batch_state import ItemStatus, count, output_state
 from .shard import Shard, from_torchrun, parse_devices
 from .shard_runs import run_on_devices, run_torchrun_share
-from .slurm import SlurmOptions, render_script, submit_script, submit_submitit, task_states, wait
+from .slurm import render_script, submit_script, submit_submitit, task_states, wait
 
 
 class BatchMode(enum.Enum):
@@ -50,7 +51,7 @@ class BatchPlan:
     wait_minutes: float | None = None
     devices: list[str] | None = None
     shard: Shard | None = None
-    slurm: SlurmOptions | None = None
+    slurm: SlurmConfig | None = None
     watch: Path | None = None
 
     @property
@@ -75,7 +76,7 @@ def _mode(*, watch: bool, devices: bool, slurm: bool, sbatch_only: bool, submiti
 
 def plan_batch(inputs: list[str] | None, model: Path, output_dir: Path, config: CryocareConfig, *,
                suffix: str = "_denoised", project_dir: Path | None = None, overwrite: bool = False,
-               work_dir: Path | None = None, slurm_options: SlurmOptions | None = None, slurm: bool = False,
+               work_dir: Path | None = None, slurm: bool = False,
                sbatch_only: bool = False, submitit: bool = False, watch: Path | None = None,
                devices: str | None = None, wait_minutes: float | None = None) -> BatchPlan:
     """Check the combination of options (one-line :class:`ConfigError` otherwise) and decide the mode."""
@@ -92,7 +93,7 @@ def plan_batch(inputs: list[str] | None, model: Path, output_dir: Path, config: 
     on_slurm = mode in (BatchMode.SLURM, BatchMode.SUBMITIT, BatchMode.SBATCH_ONLY)
     return BatchPlan(mode, list(inputs or []), model, output_dir, config, suffix, project_dir, overwrite, work_dir,
                      wait_minutes, device_list, shard,
-                     (slurm_options or SlurmOptions()).validate() if on_slurm else None, watch)
+                     config.slurm if on_slurm else None, watch)
 
 
 def _manifest(plan: BatchPlan, log: Log) -> tuple[Manifest, list, bool]:
@@ -133,7 +134,7 @@ def run_batch(plan: BatchPlan, *, log: Log = quiet) -> int:
     return 0
 
 
-def _submit(plan: BatchPlan, opts: SlurmOptions, mpath: Path, n: int, stamp: str, log: Log) -> int:
+def _submit(plan: BatchPlan, opts: SlurmConfig, mpath: Path, n: int, stamp: str, log: Log) -> int:
     logs = plan.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)  # SLURM does not create it: tasks would fail silently
     if plan.mode is BatchMode.SUBMITIT:

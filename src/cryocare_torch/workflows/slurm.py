@@ -7,58 +7,21 @@ purged task cannot make it hang.
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config_runs import SlurmConfig
 from ..errors import ClusterError, ConfigError
 from ..logs import Log
 from .shard_runs import run_from_manifest
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
             "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT", "ENDED"}
-_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
-_MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
-_WORD = re.compile(r"^[\w.,:=@+-]+$")
-
-
-@dataclass
-class SlurmOptions:
-    """Resources for each array task (one pair each); ``None`` leaves the cluster's default."""
-
-    partition: str | None = None
-    time: str | None = None
-    mem: str | None = None
-    gpus: str | None = None
-    cpus: int | None = None
-    max_parallel: int | None = None
-    account: str | None = None
-    job_name: str = "cryocare-batch"
-    extra: list[str] = field(default_factory=list)
-    setup: list[str] = field(default_factory=list)
-    executable: str | None = None
-
-    def validate(self) -> SlurmOptions:
-        checks = [("--partition", self.partition, _WORD), ("--time", self.time, _TIME), ("--mem", self.mem, _MEM),
-                  ("--gpus", self.gpus, _WORD), ("--account", self.account, _WORD),
-                  ("--job-name", self.job_name, _WORD)]
-        for opt, value, pattern in checks:
-            if value is not None and not pattern.match(str(value)):
-                raise ConfigError(f"{opt} {value!r} is not a valid SLURM value (e.g. --time 2:00:00, --mem 32G, "
-                                  "--gpus 1 or a100:1)")
-        for opt, num in (("--cpus", self.cpus), ("--max-parallel", self.max_parallel)):
-            if num is not None and num < 1:
-                raise ConfigError(f"{opt} must be at least 1, not {num}")
-        for arg in self.extra:
-            if not arg.startswith("--"):
-                raise ConfigError(f"--sbatch-arg {arg!r} must be a long sbatch option such as --qos=high")
-        return self
 
 
 def cryocare_executable() -> str:
@@ -77,9 +40,8 @@ def array_spec(n_tasks: int, max_parallel: int | None = None) -> str:
     return f"{spec}%{max_parallel}" if max_parallel else spec
 
 
-def render_script(manifest: Path, n_tasks: int, opts: SlurmOptions, log_dir: Path) -> str:
+def render_script(manifest: Path, n_tasks: int, opts: SlurmConfig, log_dir: Path) -> str:
     """A plain sbatch script: one array task per manifest item, logs in ``log_dir``."""
-    opts.validate()
     lines = ["#!/bin/bash", f"#SBATCH --job-name={opts.job_name}",
              f"#SBATCH --array={array_spec(n_tasks, opts.max_parallel)}",
              f"#SBATCH --output={log_dir.absolute()}/%x-%A_%a.out", "#SBATCH --ntasks=1"]
@@ -87,11 +49,11 @@ def render_script(manifest: Path, n_tasks: int, opts: SlurmOptions, log_dir: Pat
                        ("mem", opts.mem), ("cpus-per-task", opts.cpus), ("gpus", opts.gpus)):
         if value is not None:
             lines.append(f"#SBATCH --{key}={value}")
-    lines += [f"#SBATCH {arg}" for arg in opts.extra]
+    lines += [f"#SBATCH {arg}" for arg in opts.sbatch_arg or []]
     exe = opts.executable or cryocare_executable()
     lines += ["", "# Written by 'cryocare batch --slurm'. Task i restores item i of the manifest; it is skipped",
               "# if its output is already complete, so the script can be resubmitted safely.", "set -eu",
-              *opts.setup,
+              *(opts.setup or []),
               'echo "cryocare task ${SLURM_ARRAY_TASK_ID} of job ${SLURM_ARRAY_JOB_ID} on $(hostname)"',
               f'exec {exe} batch-run --manifest {shlex.quote(str(manifest.absolute()))} '
               '--index "${SLURM_ARRAY_TASK_ID}"', ""]
@@ -124,15 +86,14 @@ def submit_script(script: Path) -> str:
     return res.stdout.strip().split(";")[0]
 
 
-def submit_submitit(manifest: Path, n_tasks: int, opts: SlurmOptions, log_dir: Path) -> str:
+def submit_submitit(manifest: Path, n_tasks: int, opts: SlurmConfig, log_dir: Path) -> str:
     """Submit the same array through submitit (optional extra ``cryocare-torch[cluster]``)."""
     try:
         import submitit
     except ImportError:
         raise ConfigError("--submitit needs the optional extra: pip install 'cryocare-torch[cluster]'") from None
-    opts.validate()
     ex = submitit.AutoExecutor(folder=str(log_dir), cluster="slurm")
-    extra = {a[2:].split("=", 1)[0].replace("-", "_"): (a.split("=", 1) + [True])[1] for a in opts.extra}
+    extra = {a[2:].split("=", 1)[0].replace("-", "_"): (a.split("=", 1) + [True])[1] for a in opts.sbatch_arg or []}
     params = {"slurm_partition": opts.partition, "slurm_time": opts.time, "slurm_mem": opts.mem,
               "cpus_per_task": opts.cpus, "slurm_account": opts.account, "slurm_gres": opts.gpus and f"gpu:{opts.gpus}",
               "slurm_array_parallelism": opts.max_parallel or n_tasks, "name": opts.job_name,

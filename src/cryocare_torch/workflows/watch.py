@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..config import CryocareConfig
+from ..config_runs import updated
 from ..errors import CheckpointError, ConfigError, CryocareError, InputFileError
 from ..io.atomic import atomic_write_json
 from ..io.halves import validate_pairs
@@ -68,18 +69,13 @@ def _where(config: CryocareConfig) -> str:
     return f"GPU {device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
 
 
-def _check(folder: Path, model: Path | None, train_after: int | None, interval: float,
-           max_idle_minutes: float | None, max_pairs: int | None) -> Path | None:
+def _check(folder: Path, model: Path | None, train_after: int | None) -> Path | None:
     if not folder.is_dir():
         raise InputFileError("watch folder not found (or not a folder); check the path", folder)
     if (model is None) == (train_after is None):
         raise ConfigError("give either --model (a trained model) or --train-after N (train on the first N pairs)")
-    for opt, value in (("--interval", interval), ("--max-idle-minutes", max_idle_minutes)):
-        if value is not None and not value > 0:
-            raise ConfigError(f"{opt} must be positive, not {value}")
-    for opt, count in (("--train-after", train_after), ("--max-pairs", max_pairs)):
-        if count is not None and count < 1:
-            raise ConfigError(f"{opt} must be at least 1, not {count}")
+    if train_after is not None and train_after < 1:
+        raise ConfigError(f"--train-after must be at least 1, not {train_after}")
     if model is None:
         return None
     ckpt = model / "best.pt" if model.is_dir() else model
@@ -258,7 +254,7 @@ def watch(
     train_after: int | None = None,
     model_dir: str | Path | None = None,
     suffix: str = "_denoised",
-    interval: float = 10.0,
+    interval: float | None = None,
     max_idle_minutes: float | None = None,
     max_pairs: int | None = None,
     overwrite: bool = False,
@@ -271,17 +267,20 @@ def watch(
     Give ``model`` (best.pt or its folder) or ``train_after``: train on the first N ready pairs (into
     ``model_dir``, default ``output_dir/cryocare_watch_model``; reused, or resumed, by a restarted watch).
     A pair that fails is logged in one line and skipped (retried if its files change); the watch goes on.
+    ``interval``, ``max_idle_minutes`` and ``max_pairs`` (None: ``config.watch``'s) are described in
+    :class:`~cryocare_torch.config_runs.WatchConfig`.
     """
     log = log or quiet
     cfg = config or CryocareConfig()
+    when = updated(cfg.watch, interval=interval, max_idle_minutes=max_idle_minutes, max_pairs=max_pairs)
     folder, out = Path(folder), Path(output_dir).absolute()
-    ckpt = _check(folder, None if model is None else Path(model), train_after, interval, max_idle_minutes, max_pairs)
+    ckpt = _check(folder, None if model is None else Path(model), train_after)
     mdir = Path(model_dir) if model_dir is not None else out / "cryocare_watch_model"
     summary = WatchSummary(model=ckpt)
     out.mkdir(parents=True, exist_ok=True)
-    state = _Watch(_Settings(folder, out, mdir, cfg, suffix, overwrite, progress, interval, train_after, max_pairs,
-                             max_idle_minutes, log), summary)
-    log(f"watching {folder} every {interval:g} s; restoring on {_where(cfg)} into {out}")
+    state = _Watch(_Settings(folder, out, mdir, cfg, suffix, overwrite, progress, when.interval, train_after,
+                             when.max_pairs, when.max_idle_minutes, log), summary)
+    log(f"watching {folder} every {when.interval:g} s; restoring on {_where(cfg)} into {out}")
     try:
         state.resume_training()
         state.run(stop or threading.Event())
