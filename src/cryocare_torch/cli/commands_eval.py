@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from cyclopts import Group, Parameter
 
 from ..config_runs import EvalConfig
-from ..errors import ConfigError, DataError
-from ..evaluate.baselines import gaussian_filter, median_filter
+from ..errors import ConfigError
+from ..evaluate.baseline_files import Method, NadMode, baseline_sources, filter_files
 from ..evaluate.fsc_io import fsc_files
 from ..evaluate.metrics import format_table
-from ..evaluate.nad import nad
-from ..io.atomic import check_output
-from ..io.halves import validate_pairs
-from ..io.mrc import write_volume
-from ..io.volumes import read_volume_meta, read_whole_volume
 from ..logs import log_stderr as _log
 from ..report import RunInputs, build_report, evaluate_run
 from ..report.collect import mrc_role
@@ -100,7 +95,7 @@ def fsc(
 def baseline(
     input: Path | None = None,
     *,
-    method: Literal["median", "gaussian", "nad"],
+    method: Method,
     output: Path,
     even: Path | None = None,
     odd: Path | None = None,
@@ -108,7 +103,7 @@ def baseline(
     sigma: float = 1.0,
     iterations: int = 10,
     lambda_: Annotated[float | None, Parameter(name="--lambda")] = None,
-    nad_mode: Literal["hybrid", "eed", "ced"] = "hybrid",
+    nad_mode: NadMode = "hybrid",
     overwrite: bool = False,
     threads: int | None = None,
     voxel_size: float | None = None,
@@ -147,45 +142,10 @@ def baseline(
     voxel_size
         Voxel size (Angstrom) for the output, replacing the input's (TIFF/Zarr without one).
     """
-    import numpy as np
-
-
-    if (even is None) != (odd is None):
-        raise ConfigError("give both --even and --odd (their average is filtered), or one INPUT")
-    if (input is None) == (even is None):
-        raise ConfigError("give either one INPUT tomogram or --even and --odd, not both")
-    if even is not None and odd is not None:
-        validate_pairs([(even, odd)])  # readable, same shape and voxel size
-        sources = [even, odd]
-    elif input is not None:
-        sources = [input]
-    else:  # excluded by the two checks above
-        raise ConfigError("give either one INPUT tomogram or --even and --odd")
-    n_vox = 1
-    for n in read_volume_meta(sources[0]).shape:
-        n_vox *= n
-    check_output(output, overwrite=overwrite, inputs=sources, nbytes=4 * n_vox + 1024)
+    sources = baseline_sources(input, even, odd, output, overwrite=overwrite)
     set_threads(threads)
-    if method == "median" and (size < 1 or size % 2 == 0):
-        raise ConfigError(f"--size must be an odd number >= 1, got {size}")
-    if method == "gaussian" and not sigma > 0:
-        raise ConfigError(f"--sigma must be > 0 voxels, got {sigma}")
-    if method == "nad" and iterations < 1:
-        raise ConfigError(f"--iterations must be >= 1, got {iterations}")
-    volume, meta = read_whole_volume(sources[0], voxel_size)
-    if odd is not None:
-        volume = 0.5 * (volume + read_whole_volume(odd)[0])
-    if not np.isfinite(volume).all():
-        bad = sources[0] if odd is None else f"{even} or {odd}"
-        raise DataError(f"{bad}: data contain NaN or Inf values; fix or crop the input")
-    _log(f"{method} filter on {'x'.join(map(str, volume.shape))} voxels ...")
-    if method == "median":
-        out = median_filter(volume, size)
-    elif method == "gaussian":
-        out = gaussian_filter(volume, sigma)
-    else:
-        out = nad(volume, iterations=iterations, lambda_=lambda_, mode=nad_mode)
-    write_volume(output, np.asarray(out), meta, overwrite=overwrite, label=f"cryocare-torch baseline {method}")
+    filter_files(sources, output, method, size=size, sigma=sigma, iterations=iterations, lambda_=lambda_,
+                 nad_mode=nad_mode, overwrite=overwrite, voxel_size=voxel_size, log=_log)
     print(f"wrote {output}")
     return 0
 
@@ -236,6 +196,14 @@ def evaluate(
     inputs = RunInputs(restored=restored, even=even, odd=odd, truth=truth, labels=labels, centres=centres,
                        model_dir=model_dir)
     metrics = evaluate_run(inputs, output_dir, _options(opts, threads), overwrite=overwrite, log=_log)
+    _print_metrics(metrics)
+    print(f"wrote {output_dir / 'metrics.json'} and figures; make a page with: cryocare report {output_dir} "
+          f"--output {output_dir / 'report.html'}")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    """The FSC crossings, quality table and downstream F1 of an evaluation, as printed by 'cryocare evaluate'."""
     for name, c in metrics["fsc"].items():
         print(f"FSC {name:28s} {_crossings(c)}" + ("  (not a resolution: one network trained on both halves)"
                                                    if c.get("note") else ""))
@@ -253,9 +221,6 @@ def evaluate(
         print(format_table(metrics["quality"]))
     for name, row in ((metrics.get("downstream") or {}).get("best") or {}).items():
         print(f"downstream {name}: F1 {row['f1']:.3f} (precision {row['precision']:.3f}, recall {row['recall']:.3f})")
-    print(f"wrote {output_dir / 'metrics.json'} and figures; make a page with: cryocare report {output_dir} "
-          f"--output {output_dir / 'report.html'}")
-    return 0
 
 
 def _crossings(c: dict[str, Any]) -> str:

@@ -36,7 +36,6 @@ Method (each step chosen from the data; MotionCor2, RELION and Warp as anchors)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +45,7 @@ from ..errors import ConfigError
 from ..fourier import crop_spectrum, good_fft_size, rfft_freqs
 from ..tomo.frames import check_finite, validate_frames
 from . import drift_fit
+from .drift_windows import UNCHECKED, Candidate, choose_group
 from .peaks import correlate
 
 __all__ = ["DriftEstimate", "estimate_drift", "estimate_drift_detailed"]
@@ -54,7 +54,6 @@ Origin = Literal["mean", "first"]
 
 _MAX_BIN = 8  # largest real-space binning before the FFT
 _HIGHPASS_CYCLES = 2.0  # frequencies below ~2 cycles per frame (illumination, gain gradients) are damped
-_UNCHECKED = 2.0  # error inflation when the even/odd-frame check is impossible
 _MIN_PEAK_Z = 8.0  # median window peak; pure-noise maps reach ~6.3
 _B_PIXEL2 = (4.0, 12.0, 40.0, 120.0, 400.0)  # low-pass candidates in pixel^2 (1/e of the cross-power at 0.7-0.07/px)
 
@@ -204,7 +203,7 @@ def estimate_drift_detailed(
     search = _search_area(h2, w2, scale, max_shift)
     fy, fx = rfft_freqs(h2, w2, dev)
     tol = tolerance / float(scale.max())
-    best: _Candidate | None = None
+    best: Candidate | None = None
     for b in (_bfactor_candidates(spectra, scale, search) if b_px is None else (b_px,)):
         filtered = spectra * _lowpass(h2, w2, scale, b)
 
@@ -212,88 +211,28 @@ def estimate_drift_detailed(
                     ) -> drift_fit.Measured:
             return drift_fit.measure_windows(spec, members, g, search, fy, fx, iterations, tol, init)
 
-        cand = _choose_group(measure, t, group, min_peak_z, b * pixel**2, 2 * max_error / float(scale.max()))
+        cand = choose_group(measure, t, group, min_peak_z, b * pixel**2, 2 * max_error / float(scale.max()))
         if best is None or cand.score < best.score or not math.isfinite(best.score):
             best = cand
     assert best is not None
     if not math.isfinite(best.score):
-        zero = torch.zeros((t, 2), dtype=torch.float32)
-        sd = float(best.full.sd.median()) * float(scale.max())
-        msg = (f"warning: drift not measurable: even for windows of {best.g} frames the median correlation peak "
-               f"has z {float(best.full.z.median()):.1f} (needed {min_peak_z:g}) and a position sd of {sd:.2f} px "
-               f"(needed {2 * max_error:g}); movie left unshifted")
-        return DriftEstimate(zero, best.full.z.float().cpu(), best.g, False, torch.full((t,), float("nan")),
-                             float("nan"), best.bfactor, zero, torch.zeros(t, dtype=torch.bool), msg)
+        return _unmeasurable(best, t, scale, min_peak_z, max_error)
     return _finish(best, scale, origin, max_error, error_fraction)
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    g: int
-    bfactor: float
-    full: drift_fit.Measured
-    even: drift_fit.Measured | None
-    odd: drift_fit.Measured | None
-    ratio: float  # even/odd disagreement over what the posteriors allow (>= 1 inflates the error)
-    score: float  # rms posterior sd x max(1, ratio), working pixels; inf when not measurable
-
-    @property
-    def verified(self) -> bool:
-        return math.isfinite(self.score)
+def _unmeasurable(best: Candidate, t: int, scale: torch.Tensor, min_peak_z: float, max_error: float
+                  ) -> DriftEstimate:
+    """No shifts (the movie is left unshifted) and the warning line saying why."""
+    zero = torch.zeros((t, 2), dtype=torch.float32)
+    sd = float(best.full.sd.median()) * float(scale.max())
+    msg = (f"warning: drift not measurable: even for windows of {best.g} frames the median correlation peak "
+           f"has z {float(best.full.z.median()):.1f} (needed {min_peak_z:g}) and a position sd of {sd:.2f} px "
+           f"(needed {2 * max_error:g}); movie left unshifted")
+    return DriftEstimate(zero, best.full.z.float().cpu(), best.g, False, torch.full((t,), float("nan")),
+                         float("nan"), best.bfactor, zero, torch.zeros(t, dtype=torch.bool), msg)
 
 
-def _evaluate(measure: Callable[..., drift_fit.Measured], t: int, g: int, min_peak_z: float,
-              bfactor: float, max_sd: float, init: torch.Tensor | None) -> _Candidate:
-    """Measure windows of ``g`` frames in the whole movie and (same time span) in its even and odd frames.
-
-    Not measurable (score inf) unless the median peak z reaches ``min_peak_z`` and at least half of the
-    windows were used with a noise sd below ``max_sd`` working pixels: with weaker data the fitted
-    random walk is the prior's (no motion), and its small posterior sd would say nothing about the truth.
-    """
-    everyone = torch.arange(t)
-    full = measure(everyone, g, init)
-
-    def informative(m: drift_fit.Measured) -> bool:
-        return int((m.used & (m.sd <= max_sd)).sum()) >= max(2, (m.used.numel() + 1) // 2)
-
-    if float(full.z.median()) < min_peak_z or not informative(full):
-        return _Candidate(g, bfactor, full, None, None, math.inf, math.inf)
-    gh = min(g, t // 2 - 1) if t >= 4 else 1  # the same dose per window (twice the time span), >= 2 windows
-    even, odd = measure(everyone[0::2], gh, full.fit.mean), measure(everyone[1::2], gh, full.fit.mean)
-    if informative(even) and informative(odd):
-        diff = even.fit.mean - odd.fit.mean
-        expected = float((even.fit.sd**2 + odd.fit.sd**2).mean())
-        ratio = math.sqrt(float((diff - diff.mean(dim=0)).pow(2).sum(dim=1).mean()) / max(expected, 1e-12))
-    else:  # the halves are too weak to check the posterior: assume it is twice too optimistic
-        ratio = _UNCHECKED
-    score = float(full.fit.sd.pow(2).mean().sqrt()) * max(1.0, ratio)
-    return _Candidate(g, bfactor, full, even, odd, ratio, score)
-
-
-def _choose_group(measure: Callable[..., drift_fit.Measured], t: int, group: int | None,
-                  min_peak_z: float, bfactor: float, max_sd: float) -> _Candidate:
-    """Window size 1, 2, 4, ... with significant peaks and the smallest (calibrated) posterior error.
-
-    Larger windows collect more signal per peak but see less of the motion; the posterior sd, checked
-    against the even/odd-frame disagreement, weighs both. Stops at the first size worse than the best so far.
-    """
-    best: _Candidate | None = None
-    g = group or 1
-    while g <= max(1, t // 2):
-        init = None if best is None or not best.verified else best.full.fit.mean  # bootstrap longer windows
-        cand = _evaluate(measure, t, g, min_peak_z, bfactor, max_sd, init)
-        if best is None or cand.score < best.score or not math.isfinite(best.score):
-            best = cand
-        else:
-            break
-        if group is not None:
-            break
-        g *= 2
-    assert best is not None
-    return best
-
-
-def _finish(c: _Candidate, scale: torch.Tensor, origin: str, max_error: float, fraction: float) -> DriftEstimate:
+def _finish(c: Candidate, scale: torch.Tensor, origin: str, max_error: float, fraction: float) -> DriftEstimate:
     """Full fit in pixels, its error, the reliability decision and the warning line."""
     t = c.full.a.shape[1]
     fit = c.full.fit.mean * scale
@@ -307,7 +246,7 @@ def _finish(c: _Candidate, scale: torch.Tensor, origin: str, max_error: float, f
     msg = ""
     if not ok:
         msg = (f"warning: drift estimate unreliable: estimated error {err_rms:.2f} px rms (posterior sd x "
-               f"{max(1.0, c.ratio):.2f} from the even/odd-frame check{'' if c.ratio != _UNCHECKED else ' (too weak)'})"
+               f"{max(1.0, c.ratio):.2f} from the even/odd-frame check{'' if c.ratio != UNCHECKED else ' (too weak)'})"
                f" for {drift_rms:.2f} px rms expected drift "
                f"(limits {max_error:g} px and {fraction:g} of the drift); movie left unshifted")
     elif not bool(frame_ok.all()):

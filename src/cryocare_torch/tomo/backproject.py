@@ -44,83 +44,15 @@ from ..io.mrc import VolumeMeta, VolumeWriter, open_memmap, read_meta
 from ..runtime import resolve_device
 from .align import XfLike, apply_xf, as_xf, bin_images
 from .geometry import AngleLike, angular_intervals, as_angles, center, sparse_rows, uniform_intervals
+from .ramp import IMOD_RADIAL, Radial, filter_rows, imod_pad_length, ramp_filter, taper_pad, zero_weight
+
+__all__ = ["IMOD_RADIAL", "Backprojector", "Radial", "filter_rows", "imod_pad_length", "ramp_filter",
+           "reconstruct_file", "taper_pad", "weighted_backprojection", "zero_weight"]
 
 Weighting = Literal["ramp", "none"]
-Radial = tuple[float, float] | None
-IMOD_RADIAL: tuple[float, float] = (0.35, 0.035)
 _CHUNK_BYTES = 256 * 2**20
 _CACHE_NNZ = 64 * 2**20  # 8 bytes per entry: 512 MiB
 _BLOCK_NNZ = 8 * 2**20
-
-
-def imod_pad_length(nx: int) -> int:
-    """``tilt``'s padded row length for ``nx`` pixels: ``niceframe(2 ((nx + npad) / 2), 2, 19)``."""
-    n = 2 * ((nx + min(50, 2 * max(8, nx // 20))) // 2)
-    while True:
-        m = n
-        for p in (2, 3, 5, 7, 11, 13, 17, 19):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 2
-
-
-def _imod_index(value: float, nx: int, stretch: float) -> int:
-    """``tilt``'s ``irmax = rrmax; if (irmax == 0) irmax = nx * rrmax`` (integer truncation), then stretched."""
-    i = int(value) if value >= 1 else int(nx * value)
-    return int(math.floor(i * stretch + 0.5))  # Fortran nint
-
-
-def ramp_filter(n_pad: int, *, radial: Radial = IMOD_RADIAL, nx: int | None = None,
-                dtype: torch.dtype = torch.float64) -> Tensor:
-    """IMOD ``tilt``'s radial weighting ``(n_pad // 2 + 1,)`` for rows of ``nx`` pixels padded to ``n_pad``.
-
-    ``RADWT`` in ``flib/tilt/tilt.f90``, with ``I = k + 1`` (1-based Fortran index of frequency ``k``):
-    ``0.2`` at ``k = 0``, ``k`` for ``I <= irmax``, ``(irmax - 1) exp(-((I - irmax) / ifall)^2)`` beyond, all
-    divided by ``n_pad``. ``radial = (cutoff, falloff)``: values below 1 are cycles/pixel, 1 or more pixels
-    (as ``tilt``'s ``RADIAL``); ``None``: ``tilt``'s default ``irmax = nx / 2 + 1``, no roll-off.
-    """
-    nx = n_pad if nx is None else int(nx)
-    stretch = n_pad / nx
-    k = torch.arange(n_pad // 2 + 1, dtype=torch.float64)
-    resp = k.clone()
-    resp[0] = 0.2
-    if radial is not None:
-        cutoff, falloff = float(radial[0]), float(radial[1])
-        if cutoff <= 0 or falloff < 0:
-            raise ConfigError(f"radial filter needs cutoff > 0 and falloff >= 0, got {radial}")
-        irmax, ifall = _imod_index(cutoff, nx, stretch), _imod_index(falloff, nx, stretch)
-        beyond = (k + 1) > irmax
-        arg = (k + 1 - irmax) / ifall if ifall > 0 else torch.full_like(k, math.inf)
-        resp = torch.where(beyond, (irmax - 1) * torch.exp(-(arg**2)), resp)
-    return (resp / n_pad).to(dtype)
-
-
-def taper_pad(rows: Tensor, n_pad: int) -> Tensor:
-    """Rows ``(r, w)`` padded to ``n_pad`` with ``tilt``'s ``taperEndToStart``: last-3 mean to first-3 mean."""
-    w = int(rows.shape[-1])
-    npad = n_pad - w
-    st = rows[:, : min(3, w)].mean(dim=1, keepdim=True)
-    nd = rows[:, max(0, w - 3) :].mean(dim=1, keepdim=True)
-    f = torch.arange(1, npad + 1, dtype=rows.dtype, device=rows.device) / (npad + 1)
-    return torch.cat([rows, f * st + (1 - f) * nd], dim=1)
-
-
-def filter_rows(rows: Tensor, *, radial: Radial = IMOD_RADIAL) -> Tensor:
-    """R-weight ``(..., w)`` rows along the last axis as IMOD ``tilt`` does (taper-padded, ``RADWT`` weights)."""
-    w = int(rows.shape[-1])
-    n_pad = imod_pad_length(w)
-    padded = taper_pad(rows.reshape(-1, w), n_pad)
-    resp = ramp_filter(n_pad, radial=radial, nx=w, dtype=rows.dtype).to(rows.device)
-    out = torch.fft.irfft(torch.fft.rfft(padded) * resp, n=n_pad)[:, :w]
-    return out.reshape(rows.shape)
-
-
-def zero_weight(w: int, radial: Radial = IMOD_RADIAL) -> float:
-    """The zero-frequency weight of :func:`filter_rows` for rows of ``w`` pixels (``tilt``'s ``zeroWeight``)."""
-    n_pad = imod_pad_length(w)
-    return float(ramp_filter(n_pad, radial=radial, nx=w)[0])
 
 
 class Backprojector:
@@ -285,20 +217,11 @@ def reconstruct_file(
     size times ``binning``.
     """
     stack_path = Path(stack_path)
-    meta = read_meta(stack_path)
-    if meta.ndim != 3:
-        raise DataError(f"expected a tilt series (a stack of views), got a single image {meta.shape}", stack_path)
+    meta = _check_stack(stack_path, binning)
     n, h, w = meta.shape
-    angles = as_angles(angles_deg, n)
-    b = int(binning)
-    if b < 1:
-        raise ConfigError(f"binning must be a positive integer, got {binning}")
-    if h // b < 1 or w // b < 2:
-        raise DataError(f"views of {w}x{h} pixels are too small for binning {b}", stack_path)
-    xf_t = as_xf(xf, n) if xf is not None else None
-    dev = resolve_device(device)
-    bp = Backprojector(angles, w // b, thickness, width, weighting=weighting, angular_weights=angular_weights,
-                       radial=radial, device=dev)
+    b, xf_t = int(binning), as_xf(xf, n) if xf is not None else None
+    bp = Backprojector(as_angles(angles_deg, n), w // b, thickness, width, weighting=weighting,
+                       angular_weights=angular_weights, radial=radial, device=resolve_device(device))
     hb = h // b
     m = int(y_chunk) if y_chunk is not None else bp.default_y_chunk(hb)
     if m < 1:
@@ -315,14 +238,34 @@ def reconstruct_file(
             else:
                 tmp = temporary_sibling(writer.path).with_suffix(".npy")
                 src = _aligned_copy(stack_path, xf_t, b, tmp, progress)
-            mean = float(np.mean(src[:, :: max(1, hb // 64), :], dtype=np.float64))  # tilt's dmeanIn, sampled
-            for y0 in tqdm(range(0, hb, m), desc="back-projecting", unit="chunk", disable=not progress):
-                rows = torch.from_numpy(np.array(src[:, y0 : y0 + m, :], dtype=np.float32))
-                if not bool(torch.isfinite(rows).all()):
-                    raise DataError(f"tilt series has NaN or infinite values in rows {y0}..{y0 + m - 1}", stack_path)
-                writer.write_block((0, y0, 0), bp(rows, mean).cpu().numpy())
+            _write_chunks(writer, src, bp, m, stack_path, progress)
         finally:
             src = None  # drop the map before removing its file
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
     return writer.path
+
+
+def _check_stack(stack_path: Path, binning: int) -> VolumeMeta:
+    meta = read_meta(stack_path)
+    if meta.ndim != 3:
+        raise DataError(f"expected a tilt series (a stack of views), got a single image {meta.shape}", stack_path)
+    _, h, w = meta.shape
+    b = int(binning)
+    if b < 1:
+        raise ConfigError(f"binning must be a positive integer, got {binning}")
+    if h // b < 1 or w // b < 2:
+        raise DataError(f"views of {w}x{h} pixels are too small for binning {b}", stack_path)
+    return meta
+
+
+def _write_chunks(writer: VolumeWriter, src: np.ndarray, bp: Backprojector, m: int, stack_path: Path,
+                  progress: bool) -> None:
+    """Back-project ``src`` (aligned, binned views) ``m`` rows at a time into ``writer``."""
+    hb = int(src.shape[1])
+    mean = float(np.mean(src[:, :: max(1, hb // 64), :], dtype=np.float64))  # tilt's dmeanIn, sampled
+    for y0 in tqdm(range(0, hb, m), desc="back-projecting", unit="chunk", disable=not progress):
+        rows = torch.from_numpy(np.array(src[:, y0 : y0 + m, :], dtype=np.float32))
+        if not bool(torch.isfinite(rows).all()):
+            raise DataError(f"tilt series has NaN or infinite values in rows {y0}..{y0 + m - 1}", stack_path)
+        writer.write_block((0, y0, 0), bp(rows, mean).cpu().numpy())
