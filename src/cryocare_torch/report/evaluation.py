@@ -34,6 +34,7 @@ import datetime as _dt
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,14 +155,74 @@ def evaluate_run(
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
         check_output(output_dir / name, overwrite=overwrite, inputs=all_inputs)
-    e, _ = read_volume(inputs.even)
-    o, _ = read_volume(inputs.odd)
     restored, _ = read_volume(inputs.restored)
     truth = read_volume(inputs.truth)[0] if inputs.truth is not None else None
-    raw = 0.5 * (e + o)
     seconds: dict[str, float] = {}
     notes: list[str] = []
+    raw, fscs = _fsc_part(inputs, restored, truth, voxel_size, opts, seconds, notes, say)
 
+    t0 = time.perf_counter()
+    raw_b, restored_b = raw[box], restored[box]
+    truth_b = truth[box] if truth is not None else None
+    baselines = run_baselines(methods, raw_b, truth_b, say)
+    seconds["baselines"] = time.perf_counter() - t0
+    history, training, config = training_summary(inputs.model_dir)
+    quality = _quality(raw_b, restored_b, truth_b, baselines, config, voxel_size, notes, say)
+    main = {"raw average": raw_b, RESTORED: restored_b} | ({"truth": truth_b} if truth_b is not None else {})
+    figures = _figures(main, baselines, fscs, output_dir, voxel_size, overwrite)
+
+    downstream = _maybe_downstream(inputs, raw, restored, opts, output_dir, overwrite, seconds, figures, notes, say)
+    if history:
+        loss_curve(history, output_dir / FILES["loss"], overwrite=overwrite)
+        figures["loss"] = FILES["loss"]
+    seconds["total"] = time.perf_counter() - t_start
+    metrics = {
+        "format": FORMAT, "format_version": 1,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "inputs": inputs.as_dict(), "shape": list(meta.shape), "voxel_size_angstrom": voxel_size,
+        "box": {"start": [s.start for s in box], "shape": [s.stop - s.start for s in box]},
+        "versions": versions(), "config": config, "training": training,
+        "fsc": {name: c.to_dict() | ({"note": RESTORED_HALVES_NOTE} if name == "restored halves" else {})
+                for name, c in fscs.curves.items()},
+        "estimated_fsc_truth": fscs.truth_fsc, "directional_fsc_truth": fscs.directional,
+        "quality": quality,
+        "baselines": {b.label: {"method": b.method, "params": b.params, "tuned": b.tuned,
+                                "description": b.describe(), "seconds": b.seconds} for b in baselines},
+        "downstream": downstream, "figures": figures, "seconds": seconds, "notes": notes,
+    }
+    atomic_write_json(output_dir / FILES["metrics"], metrics, overwrite=overwrite)
+    say(f"evaluation done in {seconds['total'] / 60:.1f} min: {output_dir / FILES['metrics']}")
+    return metrics
+
+
+def _quality(raw_b: np.ndarray, restored_b: np.ndarray, truth_b: np.ndarray | None, baselines: list[Any],
+             config: dict[str, Any] | None, voxel_size: float, notes: list[str], say: Log) -> Any:
+    """PSNR/SSIM rows of the raw average, the baselines and the restoration against the truth (None without)."""
+    if truth_b is None:
+        notes.append("No ground truth given: PSNR/SSIM are not computed and baselines use default parameters.")
+        return None
+    say("scoring against the truth ...")
+    shown = {"raw average": raw_b, **{b.label: b.volume for b in baselines}, RESTORED: restored_b}
+    params = {b.label: b.describe() for b in baselines} | {"raw average": "(even + odd) / 2",
+                                                           RESTORED: _describe_model(config)}
+    return score_rows(shown, params, truth_b, voxel_size)
+
+
+@dataclass
+class _Fscs:
+    curves: dict[str, Any]
+    directional: Any
+    truth_fsc: dict[str, Any] | None
+    estimate: Any
+
+
+def _fsc_part(inputs: RunInputs, restored: np.ndarray, truth: np.ndarray | None, voxel_size: float,
+              opts: EvalConfig, seconds: dict[str, float], notes: list[str], say: Log) -> tuple[np.ndarray, _Fscs]:
+    """The raw average of the halves and the FSC curves: between halves, against the truth, and the FSC against
+    the truth estimated from the halves (its time in ``seconds``, what is missing in ``notes``)."""
+    e, _ = read_volume(inputs.even)
+    o, _ = read_volume(inputs.odd)
+    raw = 0.5 * (e + o)
     t0 = time.perf_counter()
     say("FSC curves ...")
     curves = _fsc_curves(inputs, raw, e, o, restored, truth, voxel_size, opts.soft_edge)
@@ -176,70 +237,43 @@ def evaluate_run(
     truth_fsc, estimate, note = estimated_fsc_truth(
         e, o, even=inputs.even, halves=restored_halves(inputs.restored), model_dir=inputs.model_dir, truth=truth,
         voxel_size=voxel_size, soft_edge=opts.soft_edge, device=opts.device, log=say)
-    del e, o
     seconds["estimated_fsc_truth"] = time.perf_counter() - t0
     notes += [note] if note else []
+    return raw, _Fscs(curves, directional, truth_fsc, estimate)
 
-    t0 = time.perf_counter()
-    raw_b, restored_b = raw[box], restored[box]
-    truth_b = truth[box] if truth is not None else None
-    baselines = run_baselines(methods, raw_b, truth_b, say)
-    seconds["baselines"] = time.perf_counter() - t0
-    history, training, config = training_summary(inputs.model_dir)
-    shown = {"raw average": raw_b, **{b.label: b.volume for b in baselines}, RESTORED: restored_b}
-    quality = None
-    if truth_b is not None:
-        say("scoring against the truth ...")
-        params = {b.label: b.describe() for b in baselines} | {"raw average": "(even + odd) / 2",
-                                                               RESTORED: _describe_model(config)}
-        quality = score_rows(shown, params, truth_b, voxel_size)
-    else:
-        notes.append("No ground truth given: PSNR/SSIM are not computed and baselines use default parameters.")
-    figures = {}
-    main = {"raw average": raw_b, RESTORED: restored_b} | ({"truth": truth_b} if truth_b is not None else {})
+
+def _figures(main: dict[str, np.ndarray], baselines: list[Any], fscs: _Fscs, output_dir: Path, voxel_size: float,
+             overwrite: bool) -> dict[str, str]:
+    """Slices of the main volumes and of the baselines, the FSC curves and the estimated FSC against the truth."""
     slices_figure(main, output_dir / FILES["slices"], voxel_size=voxel_size, overwrite=overwrite, axes=PLANES,
                   beside=True)
-    figures["slices"] = FILES["slices"]
+    figures = {"slices": FILES["slices"]}
     if baselines:
         slices_figure({b.label: b.volume for b in baselines}, output_dir / FILES["slices_baselines"],
                       voxel_size=voxel_size, overwrite=overwrite, axes=PLANES, beside=True)
         figures["slices_baselines"] = FILES["slices_baselines"]
-    plot_fsc(curves, output_dir / FILES["fsc"], overwrite=overwrite)
+    plot_fsc(fscs.curves, output_dir / FILES["fsc"], overwrite=overwrite)
     figures["fsc"] = FILES["fsc"]
-    if estimate is not None and truth_fsc is not None:
-        plot_estimated_fsc_truth(estimate, truth_fsc["region"], output_dir / FILES["fsc_truth"], overwrite=overwrite)
+    if fscs.estimate is not None and fscs.truth_fsc is not None:
+        plot_estimated_fsc_truth(fscs.estimate, fscs.truth_fsc["region"], output_dir / FILES["fsc_truth"],
+                                 overwrite=overwrite)
         figures["fsc_truth"] = FILES["fsc_truth"]
+    return figures
 
-    downstream = None
+
+def _maybe_downstream(inputs: RunInputs, raw: np.ndarray, restored: np.ndarray, opts: EvalConfig, output_dir: Path,
+                      overwrite: bool, seconds: dict[str, float], figures: dict[str, str], notes: list[str],
+                      say: Log) -> dict[str, Any] | None:
+    """The downstream detection check where labels and centres are given (its time, figure and notes recorded)."""
     if inputs.labels is not None and inputs.centres is not None and opts.downstream_steps > 0:
         downstream = _downstream(inputs.labels, inputs.centres, raw, restored, opts,
                                  output_dir / FILES["precision_recall"], overwrite, say)
         seconds["downstream"] = downstream.pop("seconds")
         figures["precision_recall"] = FILES["precision_recall"]
-    elif inputs.labels is not None:
+        return downstream
+    if inputs.labels is not None:
         notes.append("Downstream detection check skipped (--downstream-steps 0).")
-
-    if history:
-        loss_curve(history, output_dir / FILES["loss"], overwrite=overwrite)
-        figures["loss"] = FILES["loss"]
-    seconds["total"] = time.perf_counter() - t_start
-    metrics = {
-        "format": FORMAT, "format_version": 1,
-        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "inputs": inputs.as_dict(), "shape": list(meta.shape), "voxel_size_angstrom": voxel_size,
-        "box": {"start": [s.start for s in box], "shape": [s.stop - s.start for s in box]},
-        "versions": versions(), "config": config, "training": training,
-        "fsc": {name: c.to_dict() | ({"note": RESTORED_HALVES_NOTE} if name == "restored halves" else {})
-                for name, c in curves.items()},
-        "estimated_fsc_truth": truth_fsc, "directional_fsc_truth": directional,
-        "quality": quality,
-        "baselines": {b.label: {"method": b.method, "params": b.params, "tuned": b.tuned,
-                                "description": b.describe(), "seconds": b.seconds} for b in baselines},
-        "downstream": downstream, "figures": figures, "seconds": seconds, "notes": notes,
-    }
-    atomic_write_json(output_dir / FILES["metrics"], metrics, overwrite=overwrite)
-    say(f"evaluation done in {seconds['total'] / 60:.1f} min: {output_dir / FILES['metrics']}")
-    return metrics
+    return None
 
 
 def _downstream(labels_path: Path, centres_path: Path, raw: np.ndarray, restored: np.ndarray, opts: EvalConfig,
