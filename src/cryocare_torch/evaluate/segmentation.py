@@ -120,6 +120,44 @@ def _sample_corners(
     return corners
 
 
+def _training_region(vol: np.ndarray, mask: np.ndarray, train_region: Sequence[slice] | None, steps: int,
+                     batch_size: int, pos_weight: float, pos_fraction: float) -> tuple[Region, float, float]:
+    """The checked training region and the mean and std of its voxels (the segmenter's normalisation)."""
+    if vol.ndim != 3 or vol.shape != mask.shape:
+        raise DataError(f"volume {vol.shape} and labels {mask.shape} must be the same (d, h, w) shape")
+    if steps < 1 or batch_size < 1:
+        raise ConfigError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    region = resolve_region(vol.shape, train_region)
+    sub, sub_mask = vol[region], mask[region]
+    if not np.isfinite(sub).all():
+        raise DataError("the training region contains NaN or infinite values")
+    mean, std = float(sub.mean()), float(sub.std())
+    if std <= 0:
+        raise DataError("the training region is constant; nothing to segment")
+    if int(sub_mask.sum()) == 0:
+        raise DataError("the training region contains no target voxel; choose another region or label")
+    if pos_weight <= 0 or not 0 <= pos_fraction <= 1:
+        raise ConfigError(f"pos_weight must be > 0 and pos_fraction in [0, 1], got {pos_weight} and {pos_fraction}")
+    return region, mean, std
+
+
+def _batch(norm_vol: np.ndarray, mask: np.ndarray, corners: np.ndarray, patch: tuple[int, int, int],
+           rng: np.random.Generator, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patches at ``corners`` of the normalised volume and of the target, each flipped at random along z, y, x."""
+    xs, ys = [], []
+    for c in corners:
+        sl = tuple(slice(int(a), int(a) + p) for a, p in zip(c, patch, strict=True))
+        x, y = norm_vol[sl], mask[sl]
+        flips = tuple(i for i in range(3) if rng.random() < 0.5)
+        if flips:
+            x, y = np.flip(x, flips), np.flip(y, flips)
+        xs.append(np.ascontiguousarray(x))
+        ys.append(np.ascontiguousarray(y))
+    xb = torch.from_numpy(np.stack(xs))[:, None].to(dev)
+    yb = torch.from_numpy(np.stack(ys).astype(np.float32))[:, None].to(dev)
+    return xb, yb
+
+
 def train_segmenter(
     volume: ArrayLike,
     labels: ArrayLike,
@@ -154,23 +192,7 @@ def train_segmenter(
     log = log or _logger.info
     vol = to_numpy(volume)
     mask = to_numpy(labels, None) != 0
-    if vol.ndim != 3 or vol.shape != mask.shape:
-        raise DataError(f"volume {vol.shape} and labels {mask.shape} must be the same (d, h, w) shape")
-    if steps < 1 or batch_size < 1:
-        raise ConfigError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    region = resolve_region(vol.shape, train_region)
-    sub, sub_mask = vol[region], mask[region]
-    if not np.isfinite(sub).all():
-        raise DataError("the training region contains NaN or infinite values")
-    mean, std = float(sub.mean()), float(sub.std())
-    if std <= 0:
-        raise DataError("the training region is constant; nothing to segment")
-    n_pos = int(sub_mask.sum())
-    if n_pos == 0:
-        raise DataError("the training region contains no target voxel; choose another region or label")
-    if pos_weight <= 0 or not 0 <= pos_fraction <= 1:
-        raise ConfigError(f"pos_weight must be > 0 and pos_fraction in [0, 1], got {pos_weight} and {pos_fraction}")
-
+    region, mean, std = _training_region(vol, mask, train_region, steps, batch_size, pos_weight, pos_fraction)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -185,17 +207,7 @@ def train_segmenter(
     running = 0.0
     for step in range(steps):
         corners = _sample_corners(region, patch, positives, batch_size, pos_fraction, rng)
-        xs, ys = [], []
-        for c in corners:
-            sl = tuple(slice(int(a), int(a) + p) for a, p in zip(c, patch, strict=True))
-            x, y = norm_vol[sl], mask[sl]
-            flips = tuple(i for i in range(3) if rng.random() < 0.5)
-            if flips:
-                x, y = np.flip(x, flips), np.flip(y, flips)
-            xs.append(np.ascontiguousarray(x))
-            ys.append(np.ascontiguousarray(y))
-        xb = torch.from_numpy(np.stack(xs))[:, None].to(dev)
-        yb = torch.from_numpy(np.stack(ys).astype(np.float32))[:, None].to(dev)
+        xb, yb = _batch(norm_vol, mask, corners, patch, rng, dev)
         loss = loss_fn(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
