@@ -1,4 +1,4 @@
-"""Downstream detection check, part 2: matching, precision/recall vs size threshold, raw vs restored.
+"""Downstream detection check, part 2: train/evaluation slabs, raw vs restored (matching and scores: :mod:`.matching`).
 
 cryo-CARE's downstream experiment (Buchholz et al. 2019: outer dynein arms on microtubule doublets)
 trains one segmenter per tomogram version with the same labels and compares how well the detected
@@ -29,13 +29,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial import cKDTree
-from scipy.spatial.distance import cdist
 
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
+from .matching import (
+    Row,
+    as_centres,
+    best_rows,
+    centre_spacing,
+    default_max_distance,
+    default_size_thresholds,
+    inside,
+    match_detections,
+    match_pairs,
+    precision_recall_vs_size,
+    sum_rows,
+)
 from .segmentation import (
     ArrayLike,
     Components,
@@ -48,83 +57,11 @@ from .segmentation import (
     train_segmenter,
 )
 
-Row = dict[str, float]
 _logger = logging.getLogger("cryocare_torch.evaluate.detection")
 
-
-def _centres(x: ArrayLike | Sequence[Sequence[float]]) -> np.ndarray:
-    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
-    a = a.astype(np.float64, copy=False).reshape(-1, 3) if a.size else np.zeros((0, 3))
-    return a
-
-
-def match_pairs(pred: ArrayLike, true: ArrayLike, max_distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matching of ``pred`` ``(n, 3)`` to ``true`` ``(m, 3)`` within ``max_distance``.
-
-    Returns the matched indices ``(pred_idx, true_idx)``; the assignment maximises the number of
-    matches and, among those, minimises the total distance.
-    """
-    if max_distance <= 0:
-        raise ConfigError(f"max_distance must be > 0 voxels, got {max_distance}")
-    p, t = _centres(pred), _centres(true)
-    if len(p) == 0 or len(t) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    dist = cdist(p, t)
-    ok = dist <= max_distance
-    # every allowed pair costs less than any trade of one match for another: count first, then distance
-    cost = np.where(ok, dist / (max_distance * (min(len(p), len(t)) + 1)) - 1.0, 0.0)
-    rows, cols = linear_sum_assignment(cost)
-    keep = ok[rows, cols]
-    return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
-
-
-def match_detections(pred: ArrayLike, true: ArrayLike, max_distance: float) -> tuple[int, int, int]:
-    """``(tp, fp, fn)`` of a one-to-one matching of detections to true centres within ``max_distance``."""
-    p, t = _centres(pred), _centres(true)
-    rows, _ = match_pairs(p, t, max_distance)
-    return len(rows), len(p) - len(rows), len(t) - len(rows)
-
-
-def _score(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
-
-
-def inside(centres: np.ndarray, region: Region) -> np.ndarray:
-    """Which ``(n, 3)`` centres lie in ``region`` (half-open voxel ranges, centres rounded)."""
-    c = np.round(_centres(centres))
-    lo = np.array([s.start for s in region])
-    hi = np.array([s.stop for s in region])
-    return np.all((c >= lo) & (c < hi), axis=1)
-
-
-def precision_recall_vs_size(
-    components: Components,
-    true_centres: ArrayLike,
-    size_thresholds: Sequence[int],
-    max_distance: float,
-    region: Region | None = None,
-) -> list[Row]:
-    """One row per size threshold: size_threshold, n_detections, tp, fp, fn, precision, recall, f1.
-
-    With ``region`` only true centres inside it can be missed (see the module docstring); ``true_centres``
-    may include the whole volume's.
-    """
-    t = _centres(true_centres)
-    in_t = inside(t, region) if region is not None else np.ones(len(t), dtype=bool)
-    rows = []
-    for thr in size_thresholds:
-        pred = components.centroids[components.sizes >= thr]
-        pi, ti = match_pairs(pred, t, max_distance)
-        tp = int(in_t[ti].sum())
-        fp = len(pred) - len(pi)
-        fn = int(in_t.sum()) - tp
-        precision, recall, f1 = _score(tp, fp, fn)
-        rows.append({"size_threshold": int(thr), "n_detections": len(pred), "tp": tp, "fp": fp, "fn": fn,
-                     "precision": precision, "recall": recall, "f1": f1})
-    return rows
+__all__ = ["Row", "best_rows", "centre_spacing", "default_max_distance", "default_size_thresholds",
+           "downstream_comparison", "fold_regions", "inside", "match_detections", "match_pairs",
+           "plot_precision_recall", "precision_recall_vs_size", "split_regions", "sum_rows"]
 
 
 def split_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: int) -> tuple[Region, Region]:
@@ -154,37 +91,17 @@ def fold_regions(shape: Sequence[int], axis: int, train_fraction: float, gap: in
     return [(train, evaluation), (evaluation, train)][:folds]
 
 
-def sum_rows(per_fold: Sequence[Sequence[Row]]) -> list[Row]:
-    """Rows of the same size thresholds with n_detections, tp, fp and fn summed and the scores recomputed."""
-    out = []
-    for parts in zip(*per_fold, strict=True):
-        n, tp, fp, fn = (sum(int(p[k]) for p in parts) for k in ("n_detections", "tp", "fp", "fn"))
-        precision, recall, f1 = _score(tp, fp, fn)
-        out.append({"size_threshold": int(parts[0]["size_threshold"]), "n_detections": n, "tp": tp, "fp": fp,
-                    "fn": fn, "precision": precision, "recall": recall, "f1": f1})
-    return out
-
-
-def default_size_thresholds(max_size: int, n: int = 30) -> list[int]:
-    """Geometric grid of integer size thresholds from 1 to ``max_size`` voxels."""
-    return sorted({int(round(v)) for v in np.geomspace(1, max(1, max_size), n)})
-
-
-def centre_spacing(centres: ArrayLike) -> float:
-    """Median distance (voxels) from each ``(n, 3)`` centre to its nearest neighbour (``inf`` for n < 2)."""
-    c = _centres(centres)
-    if len(c) < 2:
-        return float("inf")
-    d, _ = cKDTree(c).query(c, k=2)
-    return float(np.median(d[:, 1]))
-
-
-def default_max_distance(centres: ArrayLike) -> float:
-    """Half the median nearest-neighbour spacing of the centres: no detection can pass for a neighbour."""
-    spacing = centre_spacing(centres)
-    if not np.isfinite(spacing) or spacing <= 0:
-        raise ConfigError("max_distance cannot be derived from fewer than two distinct centres; give it")
-    return 0.5 * spacing
+def _fold_components(vol: ArrayLike, mask: np.ndarray, pairs: Sequence[tuple[Region, Region]], repeats: int,
+                     seed: int, device: str, log: Log, train_options: dict[str, Any]
+                     ) -> list[tuple[Components, Region]]:
+    """Components found by a segmenter trained on each fold's training slab (``repeats`` seeds each), in the
+    fold's evaluation slab."""
+    found = []
+    for (train, evaluation), k in itertools.product(pairs, range(repeats)):
+        model = train_segmenter(vol, mask, train, seed=seed + k, device=device, log=log, **train_options)
+        prob = segment(model, vol, region=evaluation, device=device)
+        found.append((find_components(prob, offset=[s.start for s in evaluation]), evaluation))
+    return found
 
 
 def downstream_comparison(
@@ -224,7 +141,7 @@ def downstream_comparison(
         raise ConfigError("no volumes to compare")
     if repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {repeats}")
-    centres = _centres(decoration_centres)
+    centres = as_centres(decoration_centres)
     distance = default_max_distance(centres) if max_distance is None else float(max_distance)
     pairs = fold_regions(mask.shape, axis, train_fraction, gap, folds)
     comps: dict[str, list[tuple[Components, Region]]] = {}
@@ -233,11 +150,7 @@ def downstream_comparison(
         if tuple(vol.shape) != mask.shape:
             raise DataError(f"volume '{name}' has shape {tuple(vol.shape)}, labels have {mask.shape}")
         t0 = time.perf_counter()
-        comps[name] = []
-        for (train, evaluation), k in itertools.product(pairs, range(repeats)):
-            model = train_segmenter(vol, mask, train, seed=seed + k, device=device, log=log, **train_options)
-            prob = segment(model, vol, region=evaluation, device=device)
-            comps[name].append((find_components(prob, offset=[s.start for s in evaluation]), evaluation))
+        comps[name] = _fold_components(vol, mask, pairs, repeats, seed, device, log, train_options)
         seconds[name] = time.perf_counter() - t0
         log(f"{name}: {sum(len(c.sizes) for c, _ in comps[name])} components, {seconds[name]:.1f} s")
     if size_thresholds is None:
@@ -250,16 +163,6 @@ def downstream_comparison(
             r["seconds"] = seconds[name]
         results[name] = rows
     return results
-
-
-def best_rows(results: Mapping[str, Sequence[Row]]) -> dict[str, Row]:
-    """The row of highest F1 (smallest size threshold on ties) per name."""
-    out = {}
-    for name, rows in results.items():
-        if not rows:
-            raise DataError(f"no rows for '{name}'")
-        out[name] = max(rows, key=lambda r: (r["f1"], -r["size_threshold"]))
-    return out
 
 
 def plot_precision_recall(
