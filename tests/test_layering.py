@@ -3,8 +3,9 @@ no imports of the package's own modules inside functions.
 
 Layers, lowest first (a module may import its own layer and the layers below it, never one above)::
 
-    base (errors, version, logs, interrupts, config, config_runs, runtime, filters, fourier, tiling) -> io -> tomo -> simulate
-    -> prepare -> patches -> model -> train -> predict -> evaluate -> report -> workflows -> cli -> the package's facade
+    base (errors, version, logs, interrupts, config, config_runs, runtime, filters, fourier, tiling) -> io -> tomo
+    -> simulate -> prepare -> patches (and patch_regions) -> model -> train -> predict -> evaluate -> report
+    -> workflows -> cli -> the package's facade
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tomo",),
     ("simulate",),
     ("prepare",),
-    ("patches",),
+    ("patches", "patch_regions"),
     ("model",),
     ("train",),
     ("predict",),

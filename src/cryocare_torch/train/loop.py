@@ -1,4 +1,5 @@
-"""Noise2Noise training: the network maps one half's patch to the other half's (MSE), Adam, LR schedule.
+"""Noise2Noise training loop (:func:`~.fit.train` starts it): the network maps one half's patch to the other
+half's (MSE), Adam, LR schedule.
 
 Writes ``best.pt`` (lowest validation loss), ``last.pt`` (resumable; every epoch, every
 ``checkpoint_every_minutes`` and on SIGINT/SIGTERM) and ``history.json`` into the model folder.
@@ -7,14 +8,11 @@ Under ``torchrun`` the processes share each batch (DistributedDataParallel, see 
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -22,100 +20,17 @@ from tqdm.auto import tqdm
 from ..config import CryocareConfig
 from ..errors import CheckpointError, ConfigError
 from ..io.atomic import atomic_write_json
-from ..logs import LinePacer, Log, pace_text, resolve_progress
+from ..logs import LinePacer, Log, pace_text
 from ..model import build_model
-from ..patches import PatchData, build_patch_data
-from ..runtime import autocast, describe, memory_format, place_model, resolve_dtype
+from ..patches import PatchData
+from ..runtime import autocast, memory_format, place_model
 from .batches import train_batches, val_batches
-from .checkpoint import config_from, read_checkpoint, save_checkpoint, set_rng_state
-from .distributed import Ranks, preflight, session
-from .inputs import open_mask, open_pairs
+from .checkpoint import save_checkpoint, set_rng_state
+from .distributed import Ranks
 from .objective import VAL_KEY, Objective
 from .result import TrainResult
-from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
 from .schedule import LRSchedule
 from .signals import stop_requests
-from .smoothing import resolve_skip
-
-_logger = logging.getLogger("cryocare_torch.train")
-Source = str | Path | np.ndarray
-
-
-def train(
-    pairs: Sequence[tuple[Source, Source]],
-    output_dir: str | Path,
-    config: CryocareConfig | None = None,
-    *,
-    resume: bool | str | Path = False,
-    progress: bool | None = None,
-    log: Callable[[str], None] | None = None,
-    overwrite: bool = False,
-) -> TrainResult:
-    """Train a U-Net on even/odd ``pairs`` (MRC paths or arrays) and write checkpoints to ``output_dir``.
-
-    ``resume=True`` continues from ``output_dir/last.pt`` (a path: from that file) with the stored
-    optimiser, schedule and random state; explicitly set options such as ``epochs`` or ``max_minutes``
-    may change, settings that define the model or the data may not (:class:`ConfigError`). ``max_minutes``
-    counts the training time of all runs together. On SIGINT/SIGTERM the current step is finished,
-    ``last.pt`` is written and :class:`KeyboardInterrupt` is raised. Under ``torchrun`` (``WORLD_SIZE`` > 1)
-    each process trains on its share of every batch and only rank 0 logs and writes files. ``progress``: tqdm bars
-    (default: only when stderr is a terminal); without them a plain line per epoch, at most one per ~10 s apart
-    from every 10% of the epochs, and one every ~30 s within a long epoch.
-    """
-    log = log or _logger.info
-    progress = resolve_progress(progress)
-    out = Path(output_dir)
-    raw: dict[str, Any] | None = None
-    if resume:
-        ck_path = out / "last.pt" if resume is True else Path(resume)
-        if not ck_path.exists():
-            raise CheckpointError("no checkpoint to resume from; train without --resume to start anew", ck_path)
-        raw = read_checkpoint(ck_path)
-        cfg = merge_resume_config(config_from(raw, ck_path), config, ck_path)
-        out.mkdir(parents=True, exist_ok=True)
-    else:
-        cfg = config if config is not None else CryocareConfig()
-        prepare_output_dir(out, overwrite)
-    opened = open_pairs(pairs)
-    ndim = opened[0].ndim
-    if raw is not None and int(raw["ndim"]) != ndim:
-        raise CheckpointError(f"checkpoint is a {raw['ndim']}D model but the data are {ndim}D", out / "last.pt")
-    tc, pc = cfg.train, cfg.patches
-    device_type = preflight(tc.device, tc.batch_size).type  # device and torchrun errors before loading data
-    patch_size = pc.resolved_patch_size(ndim, device_type)
-    if patch_size % 2**cfg.model.depth:
-        raise ConfigError(
-            f"patches.patch_size {patch_size} must be a multiple of 2**model.depth = {2**cfg.model.depth}"
-        )
-    if pc.patch_size is None or pc.n_patches is None:  # record what was used (a resume on another device keeps it)
-        cfg = cfg.model_copy(deep=True)
-        cfg.patches.patch_size, cfg.patches.n_patches = patch_size, pc.resolved_n_patches(ndim)
-        tc, pc = cfg.train, cfg.patches
-    mask = open_mask(pc.mask, opened) if pc.mask is not None else None
-    data = build_patch_data(
-        [(p.even, p.odd) for p in opened],
-        ndim=ndim,
-        patch_size=patch_size,
-        n_patches=pc.resolved_n_patches(ndim),
-        val_fraction=pc.val_fraction,
-        seed=tc.seed,
-        masks=[mask] * len(opened),
-        names=[p.name for p in opened],
-        stats=stored_stats(raw, opened, out) if raw is not None else None,
-        cache_gb=pc.cache_gb,
-        legacy_split=raw is not None and not all("validation_region" in p for p in raw["normalization"]["pairs"]),
-    )
-    norm = normalization_dict(data.stats, opened, data.val_regions)
-    with session(tc.device, tc.num_threads, log) as ranks:  # torchrun's process group; CPU threads
-        log, progress = (log, progress) if ranks.main else ((lambda _m: None), False)
-        cfg = resolve_skip(cfg, data.train, ndim, log) if raw is None else cfg  # Gaussian skip widths
-        device, dtype = ranks.device, resolve_dtype(tc.precision, ranks.device)
-        n_val = len(data.val) if data.val is not None else 0
-        where = "in memory (float16)" if data.train.cached else "read from the inputs per batch"
-        run = _Run(cfg, ndim, data, norm, device, dtype, out, raw, progress, log, ranks)  # restores a checkpoint first
-        log(f"{len(opened)} pair(s): {len(data.train)} training / {n_val} validation patches of "
-            f"{patch_size}^{ndim} voxels, {where}; {describe(device, dtype)}")
-        return run.run()
 
 
 class _Run:
@@ -266,13 +181,7 @@ class _Run:
                     self.loss_n += 1
                     bar.update()
                     bar.set_postfix(loss=f"{self.loss_sum / self.loss_n:.4f}", lr=f"{self.schedule.lr:.1e}")
-                    if self.ranks.stopping(self.signum, self.stop.signum):
-                        bar.close()
-                        self.save("last.pt")
-                        self.ranks.barrier()  # no rank exits (which would end the others) before last.pt is written
-                        self.log(f"stopped by signal {self.signum or self.stop.signum} at step {self.step}; "
-                                 f"{self.out / 'last.pt'} written, continue with --resume")
-                        raise KeyboardInterrupt
+                    self._stop_if_asked(bar)
                     if not self.progress and self.pacer.heartbeat_due():
                         self.log(f"epoch {self.epoch + 1}/{tc.epochs} step {self.epoch_step}/{self.spe}: train "
                                  f"{self.loss_sum / self.loss_n:.4f}, {self._pace()}")
@@ -300,6 +209,16 @@ class _Run:
     def _after_epoch(self, force: bool = False) -> None:
         self.objective.after_epoch(self.epoch, self.ranks.inner(self.net), self.data, batch_size=self.local,
                                    dtype=self.dtype, log=self.log, force=force)
+
+    def _stop_if_asked(self, bar: Any) -> None:
+        """After Ctrl-C/SIGTERM (on any rank): write ``last.pt`` and raise :class:`KeyboardInterrupt`."""
+        if self.ranks.stopping(self.signum, self.stop.signum):
+            bar.close()
+            self.save("last.pt")
+            self.ranks.barrier()  # no rank exits (which would end the others) before last.pt is written
+            self.log(f"stopped by signal {self.signum or self.stop.signum} at step {self.step}; "
+                     f"{self.out / 'last.pt'} written, continue with --resume")
+            raise KeyboardInterrupt
 
     def _end_epoch(self, val_loss: float | None, *, complete: bool, time_s: float) -> None:
         train_loss = self.loss_sum / self.loss_n if self.loss_n else None
