@@ -28,7 +28,8 @@ G_RUNTIME = Group("Hardware", sort_key=40)
 @dataclass
 class ConfigOptions:
     config: Path | None = None
-    "YAML or JSON file with sections model, patches, train, predict, simulate (see 'cryocare config')."
+    "YAML or JSON file with sections model, patches, train, predict, simulate, motion, evaluate, slurm, watch "
+    "(see 'cryocare config')."
     set_: Annotated[list[str] | None, Parameter(name="--set")] = None
     "Override any setting, e.g. --set train.learning_rate=2e-4 --set model.depth=3 (repeatable)."
 
