@@ -2,12 +2,13 @@
 
 Every field has its one default, bounds and a description. ``cryocare config`` prints the whole tree (defaults,
 or a file with ``--set`` overrides applied); ``--config FILE`` and ``--set section.key=value`` reach every field.
-The motion, evaluation, SLURM and watch sections (:mod:`cryocare_torch.config_runs` for the last three) are
-expanded by the CLI into its flags, so their ``--help`` text and defaults are these models' (checked by
-tests/test_config_cli.py). The common training/prediction flags (``cli/options.py``: ``--max-minutes``,
-``--memory-budget``, ``--threads``...) are still written by hand and mapped onto these sections by
-``build_config``, because several of them set fields of two sections or have other names. Checkpoints embed
-``model_dump()`` of the configuration they were trained with.
+The sections of ``prepare`` (motion, CTF) are in :mod:`.config_prepare`, those of evaluation, SLURM and live
+mode in :mod:`.config_runs`; this module re-exports them. The CLI expands the motion, evaluation, SLURM and
+watch models into their flags, so those flags' ``--help`` text and defaults are the models' (checked by
+tests/test_config_cli.py). The CTF flags (``cli/prepare_options.py``) and the common training/prediction flags
+(``cli/options.py``: ``--max-minutes``, ``--memory-budget``, ``--threads``...) are still written by hand and
+mapped onto their sections, because several of them set fields of two sections or have other names.
+Checkpoints embed ``model_dump()`` of the configuration they were trained with.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .config_prepare import CtfConfig, MotionConfig
 from .config_runs import EvalConfig, SlurmConfig, WatchConfig
+from .config_runs import Section as _Section
 from .errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DeviceName = str  # "auto", "cpu", "cuda", "cuda:1", ...
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelConfig(_Section):
@@ -225,35 +224,6 @@ class SimulateConfig(_Section):
     dose_symmetric_group: int = Field(2, ge=1, le=20, description="Tilts per side before switching (dose-symmetric).")
     defocus_spread_um: float = Field(0.0, ge=0, le=5, description="Per-tilt defocus offsets, uniform in +-this (um).")
     defocus_gradient: bool = Field(False, description="Defocus changes across each tilted image (x tan(tilt)).")
-
-
-class CtfConfig(_Section):
-    """CTF correction of the aligned views before back-projection (``cryocare prepare t2t --ctf``)."""
-
-    mode: Literal["none", "phaseflip", "wiener"] = Field("none", description="none, phaseflip or wiener (per view).")
-    defocus_um: float | None = Field(None, gt=0, le=20, description="One underfocus (um) for every view.")
-    voltage_kv: float | None = Field(None, gt=0, le=1000, description="kV (default: .mdoc/CTFFIND header, else 300).")
-    cs_mm: float | None = Field(None, ge=0, le=10, description="Spherical aberration mm (default: header, else 2.7).")
-    amplitude_contrast: float | None = Field(None, ge=0, lt=1, description="Amplitude contrast (default 0.07).")
-    defocus_step_nm: float = Field(50.0, gt=0, le=1000, description="Largest defocus step between strips (nm).")
-    wiener_constant: float = Field(0.1, gt=0, le=10, description="Wiener: CTF / (CTF^2 + this).")
-
-
-class MotionConfig(_Section):
-    """Motion correction of movies (``cryocare prepare motion`` and the movie paths of ``cryocare prepare``)."""
-
-    bfactor: float | None = Field(
-        None, ge=0, description="B-factor (A^2) of the alignment low-pass (default: chosen from the data).")
-    group: int | None = Field(None, ge=1, description="Frames per aligned window (default: chosen from the data).")
-    max_error: float = Field(
-        0.5, gt=0, description="Largest estimated rms drift error (pixels) of a movie that is corrected; "
-        "above it the movie is left unshifted with a warning.")
-    error_fraction: float = Field(
-        0.5, gt=0, le=1, description="Largest estimated rms drift error of a corrected movie as a fraction of "
-        "the drift's expected rms (both limits apply).")
-    defects: bool = Field(True, description="Find hot/dead pixels and replace them before anything else.")
-    defect_z: float = Field(8.0, gt=3, description="Hot-pixel threshold in robust spreads above the neighbours.")
-    check_gain: bool = Field(True, description="Warn when another of the gain's 8 orientations fits the frames better.")
 
 
 class CryocareConfig(_Section):

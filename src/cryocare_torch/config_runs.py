@@ -18,11 +18,13 @@ from .errors import ConfigError
 BaselineName = Literal["median", "gaussian", "nad"]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """Base of every section of the configuration: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """``cryocare evaluate`` and ``cryocare report``: baselines, quality scores, downstream detection."""
 
     box: int = Field(
@@ -53,7 +55,7 @@ _WORD = re.compile(r"^[\w.,:=@+-]+$")
 _SLURM_HINT = "is not a valid SLURM value (e.g. --time 2:00:00, --mem 32G, --gpus 1 or a100:1)"
 
 
-class SlurmConfig(_Section):
+class SlurmConfig(Section):
     """Resources of each task of ``cryocare batch --slurm`` (one pair each); unset leaves the cluster's default."""
 
     partition: str | None = Field(None, description="Partition (queue) for the array tasks.")
@@ -102,7 +104,7 @@ def _matching(value: str | None, pattern: re.Pattern[str]) -> str | None:
     return value
 
 
-class WatchConfig(_Section):
+class WatchConfig(Section):
     """Live mode (``cryocare watch``, ``cryocare batch --watch``): when to look and when to stop."""
 
     interval: float = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -159,11 +160,7 @@ class _Run:
             while self.epoch < tc.epochs:
                 t_epoch = time.monotonic()
                 timed_out = False
-                bar = tqdm(total=self.spe, initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{tc.epochs}",
-                           disable=not self.progress, leave=False, dynamic_ncols=True)
-                batches = train_batches(self.data.train, epoch=self.epoch, batch_size=self.batch, steps=self.spe,
-                                        seed=tc.seed, augment=self.cfg.patches.augment, start=self.epoch_step,
-                                        part=self.ranks.part)
+                bar, batches = self._epoch_batches()
                 for inp, tgt in batches:
                     # stop before a step that would not leave time to validate within the budget (rank 0's clock)
                     reserve = step_s + (val_time or n_val_batches * step_s / 3)
@@ -209,6 +206,16 @@ class _Run:
     def _after_epoch(self, force: bool = False) -> None:
         self.objective.after_epoch(self.epoch, self.ranks.inner(self.net), self.data, batch_size=self.local,
                                    dtype=self.dtype, log=self.log, force=force)
+
+    def _epoch_batches(self) -> tuple[Any, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """The progress bar and the (rest of the) batches of this epoch."""
+        tc = self.cfg.train
+        bar = tqdm(total=self.spe, initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{tc.epochs}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        batches = train_batches(self.data.train, epoch=self.epoch, batch_size=self.batch, steps=self.spe,
+                                seed=tc.seed, augment=self.cfg.patches.augment, start=self.epoch_step,
+                                part=self.ranks.part)
+        return bar, iter(batches)
 
     def _stop_if_asked(self, bar: Any) -> None:
         """After Ctrl-C/SIGTERM (on any rank): write ``last.pt`` and raise :class:`KeyboardInterrupt`."""
