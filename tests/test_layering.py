@@ -3,7 +3,7 @@ no imports of the package's own modules inside functions.
 
 Layers, lowest first (a module may import its own layer and the layers below it, never one above)::
 
-    base (errors, version, logs, interrupts, config, config_runs, runtime, filters, fourier, tiling) -> io -> tomo
+    base (errors, version, logs, interrupts, config*, runtime, filters, fourier, tiling) -> io -> tomo
     -> simulate -> prepare -> patches (and patch_regions) -> model -> train -> predict -> evaluate -> report
     -> workflows -> cli -> the package's facade
 """
@@ -19,7 +19,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = "cryocare_torch"
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "version", "logs", "interrupts", "config", "config_runs", "runtime", "filters", "fourier", "tiling"),
+    ("errors", "version", "logs", "interrupts", "config", "config_prepare", "config_runs", "runtime", "filters", "fourier",
+     "tiling"),
     ("io",),
     ("tomo",),
     ("simulate",),
