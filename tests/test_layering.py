@@ -19,8 +19,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = "cryocare_torch"
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "version", "logs", "interrupts", "config", "config_prepare", "config_runs", "runtime", "filters", "fourier",
-     "tiling"),
+    ("errors", "version", "logs", "interrupts", "config", "config_prepare", "config_runs", "runtime", "filters",
+     "fourier", "tiling"),
     ("io",),
     ("tomo",),
     ("simulate",),
