@@ -7,7 +7,8 @@
   neighbours' level (probability < e^-20, e.g. 0 counts where the neighbours collected > 20) and more than
   2 spreads below (and under half their level). Hot pixels must also exceed all but one neighbour, so bright
   specimen edges are kept; pixels with one non-zero value in every frame (filled borders) are left out. A
-  hot pixel sits at the same place in the even and the odd frames, so Noise2Noise would keep it, and it pulls the drift correlation towards zero shift: both are reasons to remove it before either.
+  hot pixel sits at the same place in the even and the odd frames, so Noise2Noise would keep it, and it pulls
+  the drift correlation towards zero shift: both are reasons to remove it before either.
   RELION's own motion correction flags pixels of the frame sum above mean + k sd
   (3dem/relion src/motioncorr_runner.cpp, ``hotpixel_sigma``); the local median here keeps specimen
   features and gradients from being flagged.
