@@ -57,9 +57,8 @@ def anon_after_each_slab(keep_outputs: bool) -> list[float]:
     kept: list[torch.Tensor] = []
     after: list[float] = []
 
-    def read(z0: int, z1: int, out: Sequence[torch.Tensor]) -> None:
-        for k, dst in enumerate(out):
-            dst.fill_(float(z0 + k))
+    def read(k: int, z0: int, z1: int, out: torch.Tensor) -> None:
+        out.fill_(float(z0 + k))
 
     def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
         if keep_outputs:  # the defect this test guards against: per-slab memory kept alive

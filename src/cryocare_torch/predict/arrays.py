@@ -20,7 +20,7 @@ from .memory import (
     bytes_per_voxel,
     choose_tiling,
     device_budget_bytes,
-    model_halo,
+    model_min_overlap,
     size_multiple,
     slab_bytes_per_section,
 )
@@ -175,7 +175,7 @@ def predict_arrays(
         spatial, m, bytes_per_voxel(model, dt), device_budget_bytes(dev, memory_budget_gb),
         slab_bytes_per_z=slab_bytes_per_section(shape3, 1 if average else len(vols)),
         host_budget_bytes=None if dev.type == "cpu" else int(memory_budget_gb * 2**30),
-        tile_size=tile_size, overlap=overlap, batch_size=batch_size, min_overlap=model_halo(model),
+        tile_size=tile_size, overlap=overlap, batch_size=batch_size, min_overlap=model_min_overlap(model),
     )
     model = model.to(dev).eval()
 
@@ -185,9 +185,8 @@ def predict_arrays(
         fwd.probe(grid.tile_shape)
         outs = [torch.empty(shape3, dtype=torch.float32) for _ in range(1 if average else len(vols))]
 
-        def read(z0: int, z1: int, out: Sequence[torch.Tensor]) -> None:
-            for v, dst in zip(vols, out, strict=True):
-                dst.copy_(v[z0:z1])
+        def read(k: int, z0: int, z1: int, out: torch.Tensor) -> None:
+            out.copy_(vols[k][z0:z1])
 
         def write(z0: int, parts: Sequence[torch.Tensor]) -> None:
             for o, part in zip(outs, parts, strict=True):

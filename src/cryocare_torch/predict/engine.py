@@ -5,9 +5,10 @@ Input comes from a ``read(z0, z1, out)`` callback and finished output goes to a 
 callback, so the same loop serves in-memory tensors and memory-mapped files. Only one slab of input
 plus its accumulators is alive at a time (see :func:`cryocare_torch.tiling.plan_slabs`).
 
-Host memory does not depend on the number of sections: the slab buffers (inputs and accumulators, the
-overlap carried to the next slab included) are allocated once, for the deepest slab, and reused; after each
-slab the C allocator's free pages go back to the system (:func:`cryocare_torch.runtime.release_free_memory`).
+Host memory does not depend on the number of sections: the slab buffers (one input buffer that the inputs
+take in turn, and the accumulators, the overlap carried to the next slab included) are allocated once, for the
+deepest slab, and reused; after each slab the C allocator's free pages go back to the system
+(:func:`cryocare_torch.runtime.release_free_memory`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from ..errors import CheckpointError
 from ..runtime import autocast, memory_format, place_model, release_free_memory, tune_backend
 from ..tiling import Slab, TileGrid, pad_end_, plan_slabs
 
-ReadFn = Callable[[int, int, Sequence[torch.Tensor]], None]
-"""``read(z0, z1, out)`` fills ``out``, one float32 CPU tensor view ``(z1 - z0, h, w)`` per input (``z1 <= d``),
-with the normalised data."""
+ReadFn = Callable[[int, int, int, torch.Tensor], None]
+"""``read(k, z0, z1, out)`` fills ``out``, a float32 CPU tensor view ``(z1 - z0, h, w)`` (``z1 <= d``), with the
+normalised sections ``z0:z1`` of input ``k``."""
 WriteFn = Callable[[int, Sequence[torch.Tensor]], None]
 """``write(z0, outputs)`` receives finished float32 CPU tensors ``(k, h, w)`` starting at ``z0``."""
 
@@ -149,18 +150,18 @@ def run_tiled(
     (``write`` gets one tensor), else each input has its own. ``progress(n)`` is told of each batch.
     """
     d, h, w = grid.shape
-    slabs = plan_slabs(grid.axes[0], rows_per_slab(grid, n_inputs, forward.batch_size))
+    slabs = plan_slabs(grid.axes[0], rows_per_slab(grid, 1, forward.batch_size))
     buf_shape = (max(s.in_z1 - s.in_z0 for s in slabs), *grid.padded_shape[1:])
-    inputs = [torch.empty(buf_shape, dtype=torch.float32) for _ in range(n_inputs)]
+    inp = torch.empty(buf_shape, dtype=torch.float32)
     accs = [torch.zeros(buf_shape, dtype=torch.float32) for _ in range(1 if average else n_inputs)]
     weights = tile_weights(grid, 1.0 / n_inputs if average else 1.0)
     for slab in slabs:
         depth = slab.in_z1 - slab.in_z0
         z1 = min(slab.in_z1, d)
-        read(slab.in_z0, z1, [x[: z1 - slab.in_z0, :h, :w] for x in inputs])
-        for x in inputs:
-            pad_end_(x[:depth], (z1 - slab.in_z0, h, w))
-        _predict_slab(forward, grid, slab, inputs, accs, weights, average, progress)
+        for k in range(n_inputs):  # the inputs in turn through one buffer
+            read(k, slab.in_z0, z1, inp[: z1 - slab.in_z0, :h, :w])
+            pad_end_(inp[:depth], (z1 - slab.in_z0, h, w))
+            _predict_slab(forward, grid, slab, inp, accs[0 if average else k], weights, progress)
         lo, hi = slab.out_z0 - slab.in_z0, slab.out_z1 - slab.in_z0
         write(slab.out_z0, [acc[lo:hi, :h, :w] for acc in accs])
         for acc in accs:
@@ -168,18 +169,14 @@ def run_tiled(
         release_free_memory()
 
 
-def _predict_slab(forward: Forward, grid: TileGrid, slab: Slab, inputs: Sequence[torch.Tensor],
-                  accs: Sequence[torch.Tensor], weights: Callable[[tuple[int, ...]], torch.Tensor], average: bool,
-                  progress: Callable[[int], object] | None) -> None:
-    """Every tile of the slab's rows through ``forward``, blended into the accumulators."""
-    items = [(idx, k) for idx in grid.indices(slab.rows) for k in range(len(inputs))]
-    pos = 0
-    while pos < len(items):
+def _predict_slab(forward: Forward, grid: TileGrid, slab: Slab, inp: torch.Tensor, acc: torch.Tensor,
+                  weights: Callable[[tuple[int, ...]], torch.Tensor], progress: Callable[[int], object] | None) -> None:
+    """Every tile of the slab's rows of ``inp`` through ``forward``, blended into ``acc``."""
+    items = list(grid.indices(slab.rows))
+    for pos in range(0, len(items), forward.batch_size):
         batch = items[pos : pos + forward.batch_size]
-        pos += len(batch)
-        x = torch.stack([inputs[k][grid.slices(idx, slab.in_z0)] for idx, k in batch])
-        y = forward(x)
-        for (idx, k), tile in zip(batch, y, strict=True):
-            accs[0 if average else k][grid.slices(idx, slab.in_z0)].addcmul_(weights(idx), tile)
+        y = forward(torch.stack([inp[grid.slices(idx, slab.in_z0)] for idx in batch]))
+        for idx, tile in zip(batch, y, strict=True):
+            acc[grid.slices(idx, slab.in_z0)].addcmul_(weights(idx), tile)
         if progress is not None:
             progress(len(batch))

@@ -33,7 +33,7 @@ from .memory import (
     bytes_per_voxel,
     choose_tiling,
     device_budget_bytes,
-    model_halo,
+    model_min_overlap,
     size_multiple,
     slab_bytes_per_section,
 )
@@ -122,7 +122,7 @@ def _tile_plan(model: torch.nn.Module, cfg: PredictConfig, device: torch.device,
         spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
         slab_bytes_per_z=slab_bytes_per_section(shape3, 2 if cfg.write_halves else 1),
         host_budget_bytes=None if device.type == "cpu" else int(cfg.memory_budget_gb * 2**30),
-        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size, min_overlap=model_halo(model),
+        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size, min_overlap=model_min_overlap(model),
     )
     if plan.over_budget:
         log(f"warning: even {plan.tile}-voxel tiles need more than --memory-budget {cfg.memory_budget_gb} GB "
@@ -131,19 +131,19 @@ def _tile_plan(model: torch.nn.Module, cfg: PredictConfig, device: torch.device,
 
 
 def _section_reader(even: Path, odd: Path, meta: VolumeMeta, shape3: tuple[int, ...], mean: float,
-                    std: float) -> Callable[[int, int, Sequence[torch.Tensor]], None]:
-    """Fill buffers with sections ``z0:z1`` of both halves, normalised, a few sections at a time (no slab-sized
-    temporaries); NaN/inf refused (the statistics only sample the data)."""
+                    std: float) -> Callable[[int, int, int, torch.Tensor], None]:
+    """Fill a buffer with sections ``z0:z1`` of half ``k`` (0 even, 1 odd), normalised, a few sections at a time
+    (no slab-sized temporaries); NaN/inf refused (the statistics only sample the data)."""
     step = max(1, _IO_CHUNK_VOXELS // (shape3[1] * shape3[2]))
 
-    def read(z0: int, z1: int, out: Sequence[torch.Tensor]) -> None:
-        for p, dst in zip((even, odd), out, strict=True):
-            for z in range(z0, z1, step):
-                ze = min(z + step, z1)
-                chunk = read_section(p, meta, z, ze)
-                if not np.isfinite(chunk).all():  # never write NaN blobs
-                    raise DataError(f"sections {z0}-{z1 - 1} contain NaN or infinite values; fix or crop the input", p)
-                dst[z - z0 : ze - z0].copy_(torch.from_numpy(chunk)).sub_(mean).div_(std)
+    def read(k: int, z0: int, z1: int, out: torch.Tensor) -> None:
+        p = (even, odd)[k]
+        for z in range(z0, z1, step):
+            ze = min(z + step, z1)
+            chunk = read_section(p, meta, z, ze)
+            if not np.isfinite(chunk).all():  # never write NaN blobs
+                raise DataError(f"sections {z0}-{z1 - 1} contain NaN or infinite values; fix or crop the input", p)
+            out[z - z0 : ze - z0].copy_(torch.from_numpy(chunk).sub_(mean).div_(std))
 
     return read
 

@@ -3,9 +3,10 @@
 Host memory of a prediction = what importing torch and loading the model costs (not budgeted, ~0.3 GB) +
 the z-slab buffers + one forward pass of a batch of tiles:
 
-* slab: two float32 input halves and one float32 accumulator per output (the overlap carried to the next
-  slab lives inside it), ``4 * h * w * (2 + n_accumulators)`` bytes per section of slab depth (the tile's
-  z edge), allocated once and reused (:mod:`.engine`); reading and writing go through ~16 MB chunks;
+* slab: one float32 input buffer (the two halves pass through it in turn) and one float32 accumulator per
+  output (the overlap carried to the next slab lives inside it), ``4 * h * w * (1 + n_accumulators)`` bytes
+  per section of slab depth (the tile's z edge), allocated once and reused (:mod:`.engine`); reading and
+  writing go through ~16 MB chunks;
 * forward pass: a fixed part plus a part linear in the tile voxels and the first level's channels
   (deeper levels have 2x the channels but 1/8 (3D) or 1/4 (2D) of the voxels). Measured with
   ``bench/bench_tile_size.py`` (``ru_maxrss`` around one pass of the default U-Net, depth 2, 16 channels,
@@ -103,10 +104,24 @@ def model_halo(model: nn.Module) -> int:
     return math.ceil(4 * max(sigma)) if sigma else 0
 
 
+SEAM_OVERLAP_PER_LEVEL = 6
+"""Overlap (voxels) per 2x level of a U-Net below which its tile edges show: for the default depth-2 U-Net,
+trained, tiled against untiled in float32 on a simulated tomogram, overlap 16 left seams up to 4.5x the bf16
+rounding noise and overlap 24 stayed within it (bench/RESULTS.md, "Seams"); deeper nets see further."""
+
+
+def model_min_overlap(model: nn.Module) -> int:
+    """The smallest automatic overlap: the model's halo (:func:`model_halo`) and, for a U-Net of depth ``n``
+    (``model.depth``), ``SEAM_OVERLAP_PER_LEVEL * 2**n`` (24 for the default depth 2)."""
+    depth = getattr(model, "depth", None)
+    seam = SEAM_OVERLAP_PER_LEVEL * 2 ** int(depth) if isinstance(depth, int) else 0
+    return max(model_halo(model), seam)
+
+
 def slab_bytes_per_section(spatial_shape: Sequence[int], n_accumulators: int) -> float:
-    """Host bytes per z-section of a slab: two float32 input halves plus the accumulators (the carry inside)."""
+    """Host bytes per z-section of a slab: the float32 input buffer plus the accumulators (the carry inside)."""
     h, w = spatial_shape[-2:]
-    return 4.0 * h * w * (2 + n_accumulators)
+    return 4.0 * h * w * (1 + n_accumulators)
 
 
 def choose_tiling(
