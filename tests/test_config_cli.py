@@ -47,6 +47,14 @@ def test_flags_take_default_and_help_from_the_model(command: tuple[str, ...], mo
             assert f"{info.description} [default: {default}]" in text, flag
 
 
+@pytest.mark.parametrize("command", ["tiltseries", "t2t", "p2p"])
+def test_prepare_bfactor_is_the_motion_setting(command: str) -> None:
+    info = MotionConfig.model_fields["bfactor"]
+    arg = next(a for a in app["prepare"][command].assemble_argument_collection() if a.name == "--bfactor")
+    assert arg.field_info.default is None and arg.parameter.help == info.description
+    assert info.description in _help(("prepare", command))
+
+
 def test_every_section_is_in_the_tree_with_bounds_and_descriptions() -> None:
     sections = {name: f.annotation for name, f in CryocareConfig.model_fields.items()}
     assert {"motion": MotionConfig, "evaluate": EvalConfig, "slurm": SlurmConfig, "watch": WatchConfig}.items() \

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from cyclopts import Group, Parameter
 from pydantic import ValidationError
@@ -44,8 +44,7 @@ class RawOptions:
     "Dose per tilt in e/A^2 (default: the .mdoc's ExposureDose)."
     name: str | None = None
     "Name of the tilt series in output files (default: the .mdoc's name)."
-    bfactor: float | None = None
-    "B-factor (A^2) of the motion-correction low-pass (default: chosen from the data)."
+    bfactor: Annotated[float | None, Parameter(help=MotionConfig.model_fields["bfactor"].description)] = None
 
     def build(self) -> RawTiltSeries:
         try:
