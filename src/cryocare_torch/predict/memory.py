@@ -124,23 +124,6 @@ def slab_bytes_per_section(spatial_shape: Sequence[int], n_accumulators: int) ->
     return 4.0 * h * w * (1 + n_accumulators)
 
 
-def cpu_fast_tile(tile: int, multiple: int, floor: int, min_overlap: int) -> int:
-    """On CPU, the largest edge <= ``tile`` that is an odd multiple of 16, if its share of voxels outside the
-    (automatic) overlap is at least 3/4 of ``tile``'s; else ``tile``.
-
-    Measured with ``bench/bench_tile_size.py`` (default U-Net, bf16, oneDNN on AVX-512): cubes of 48, 80 and 112
-    ran at 0.2-0.5 Mvoxel/s, cubes of 64, 96 and 128 (even multiples of 16) 3-5x slower per voxel, 68-76 in
-    between: a cache-aliasing effect of the channels-last layout, larger than the overlap share lost.
-    """
-    fast = tile - (tile - 16) % 32
-
-    def useful(t: int) -> float:
-        return float(((t - auto_overlap(t, min_overlap)) / t) ** 3)
-
-    keep = fast >= floor and fast % multiple == 0 and useful(fast) >= 0.75 * useful(tile)
-    return fast if keep else tile
-
-
 def choose_tiling(
     spatial_shape: Sequence[int],
     multiple: int,
@@ -187,8 +170,6 @@ def choose_tiling(
         while tile > floor and not fits(tile):
             tile -= multiple
         over = not fits(tile)
-        if shared and nd == 3:
-            tile = cpu_fast_tile(tile, multiple, floor, min_overlap)
     if overlap is None:
         ov = auto_overlap(tile, min_overlap)
     else:
