@@ -5,12 +5,13 @@ defaults: depth 2, 16 first channels, Gaussian skip), runs one forward pass on a
 values (CPU, bf16 autocast and channels_last_3d as ``cryocare predict`` does) and reports
 
 * the peak-memory cost of the pass: ``ru_maxrss`` after it minus before it, per tile voxel (the activations);
-* the time of the next ``--repeats`` passes (median), as raw voxels/s and as *useful* voxels/s, counting per
-  tile only the ``(t - overlap)^3`` voxels that a tile adds in the interior of a large volume.
 
-Tile sizes are interleaved over the repeats so that load from other jobs hits them alike.
+then this process times ``--repeats`` passes per size (after one warm-up pass each, sizes interleaved so that load
+from other jobs hits them alike), as raw voxels/s and as *useful* voxels/s, counting per tile only the
+``(t - overlap)^3`` voxels that a tile adds in the interior of a large volume. (Timing the first passes of a fresh
+process instead gave warm-up artefacts: some sizes 3-5x slower, none of it seen in a warm process.)
 
-    python bench/bench_tile_size.py --tiles 48 64 80 96 112 128 --overlap 16
+    python bench/bench_tile_size.py --tiles 48 64 80 96 112 128 --overlap 24
 
 Prints a markdown table (append it to bench/RESULTS.md by hand with the command and the machine's load).
 """
@@ -50,6 +51,29 @@ def child(tile: int, repeats: int, threads: int) -> dict:
     return {"tile": tile, "peak_mb": (after - before) / 1024, "times": times[1:]}
 
 
+def timings(tiles: list[int], repeats: int, threads: int) -> dict[int, list[float]]:
+    """Seconds per forward pass of each tile size, in this (warm) process, sizes interleaved."""
+    import torch
+
+    from cryocare_torch.config import ModelConfig
+    from cryocare_torch.model import build_model
+    from cryocare_torch.runtime import autocast, memory_format
+
+    torch.set_num_threads(threads)
+    fmt = memory_format(3, torch.device("cpu"))
+    model = build_model(ModelConfig(skip_sigma=(1.5, 1.5, 1.5)), 3).eval().to(memory_format=fmt)
+    out: dict[int, list[float]] = {t: [] for t in tiles}
+    for r in range(repeats + 1):
+        for t in tiles:
+            x = torch.randn(1, 1, t, t, t).contiguous(memory_format=fmt)
+            t0 = time.perf_counter()
+            with torch.inference_mode(), autocast(torch.device("cpu"), torch.bfloat16):
+                model(x)
+            if r:  # the first round warms up
+                out[t].append(time.perf_counter() - t0)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiles", type=int, nargs="+", default=[48, 64, 80, 96, 112, 128])
@@ -61,21 +85,19 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.repeats, args.threads)))
         return
-    runs: dict[int, list[dict]] = {t: [] for t in args.tiles}
-    for _ in range(2):  # two rounds, interleaved
-        for t in args.tiles:
-            out = subprocess.check_output([sys.executable, __file__, "--child", str(t), "--repeats",
-                                           str(args.repeats), "--threads", str(args.threads)], text=True)
-            runs[t].append(json.loads(out.strip().splitlines()[-1]))
-            print(t, runs[t][-1], flush=True)
-    print("\n| tile | overlap | peak MB (activations) | bytes / voxel | s / tile | raw Mvoxel/s | useful fraction "
-          "| useful Mvoxel/s |\n|---|---|---|---|---|---|---|---|")
+    peaks = {}
+    for t in args.tiles:  # memory: each size in a fresh process
+        out = subprocess.check_output([sys.executable, __file__, "--child", str(t), "--repeats", "0", "--threads",
+                                       str(args.threads)], text=True)
+        peaks[t] = json.loads(out.strip().splitlines()[-1])["peak_mb"]
+    secs = timings(args.tiles, args.repeats, args.threads)
+    print("\n| tile | overlap | peak MB (activations) | bytes / voxel | s / tile (median) | raw Mvoxel/s "
+          "| useful fraction | useful Mvoxel/s |\n|---|---|---|---|---|---|---|---|")
     for t in args.tiles:
-        peak = max(r["peak_mb"] for r in runs[t])
-        sec = statistics.median([s for r in runs[t] for s in r["times"]])
+        sec = statistics.median(secs[t])
         frac = ((t - args.overlap) / t) ** 3
-        print(f"| {t} | {args.overlap} | {peak:.0f} | {peak * 2**20 / t**3:.0f} | {sec:.2f} | {t**3 / sec / 1e6:.2f} "
-              f"| {frac:.2f} | {frac * t**3 / sec / 1e6:.2f} |")
+        print(f"| {t} | {args.overlap} | {peaks[t]:.0f} | {peaks[t] * 2**20 / t**3:.0f} | {sec:.2f} "
+              f"| {t**3 / sec / 1e6:.2f} | {frac:.2f} | {frac * t**3 / sec / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

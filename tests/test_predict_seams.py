@@ -22,7 +22,7 @@ from cryocare_torch.predict import predict_tensor
 from cryocare_torch.predict.memory import choose_tiling, model_min_overlap
 from cryocare_torch.train import load_checkpoint, train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _pair(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
