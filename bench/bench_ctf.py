@@ -4,7 +4,8 @@ For each defocus: simulate raw data (:func:`~cryocare_torch.simulate.raw.write_r
 per-tilt defocus spread, defocus gradient across the tilted views, Defocus in the ``.mdoc``), then
 
 * noise-free: the simulator's aligned noise-free tilts (``reference/tilt_clean.mrc``) back-projected with
-  the true geometry, without correction / phase-flipped / Wiener-filtered (true per-tilt defocus);
+  the true geometry, without correction / phase-flipped / Wiener-filtered (true per-tilt defocus), and
+  phase-flipped at one defocus per view (the gradient across tilted views ignored);
 * noisy: ``prepare_t2t`` T2T-df halves from the raw movies (motion correction, true ``.xf``/``.tlt``, defocus
   read from the ``.mdoc``), each mode; score of (even + odd) / 2;
 * restored: ``cryocare denoise --epochs E --n-patches P --patch-size 48`` (nice 10) on each pair: a fixed,
@@ -46,6 +47,7 @@ from cryocare_torch.simulate.object_map import object_contrast
 from cryocare_torch.simulate.raw import raw_config, raw_file_names, write_raw_dataset
 
 MODES = ("none", "phaseflip", "wiener")
+WHOLE = "phaseflip-whole-view"
 
 
 def band_corr(vol: np.ndarray, obj: np.ndarray, lo: float, hi: float) -> float:
@@ -86,13 +88,10 @@ def make(defocus: float, out: Path, args: argparse.Namespace) -> None:
     if not same:  # an earlier run's raw data of the same setting is reused
         paths = write_raw_dataset(cfg, out, overwrite=True)
         print(f"simulated {defocus} um in {time.time() - t0:.0f} s", flush=True)
-    meta = json.loads(paths["json"].read_text())
-    angles, d = np.asarray(meta["tilt_angles"]), int(cfg.shape[0])
+    d = int(cfg.shape[0])
+    for mode in (*MODES, WHOLE):
+        noise_free(out, mode, d)
     for mode in MODES:
-        ctf = None if mode == "none" else ViewCtf(mode, np.asarray(meta["defocus_um"]), angles, cfg.pixel_size,
-                                                  np.zeros(len(angles)))
-        reconstruct_views(paths["ref_tilt_clean"], angles, out / f"clean_{mode}.mrc", d, normalize="none",
-                          ctf=ctf, overwrite=True)
         pair = prepare_t2t(RawTiltSeries(paths["mdoc"], gain=paths["gain"]), Alignment(paths["xf"], paths["tlt"]),
                            out / "prep", thickness=d, overwrite=True, ctf=CtfConfig(mode=mode))
         even, odd = out / f"even_{mode}.mrc", out / f"odd_{mode}.mrc"
@@ -107,6 +106,18 @@ def make(defocus: float, out: Path, args: argparse.Namespace) -> None:
             print(f"denoised {mode} in {time.time() - t1:.0f} s", flush=True)
 
 
+def noise_free(out: Path, mode: str, thickness: int) -> Path:
+    """WBP of the simulator's aligned noise-free tilts, corrected by ``mode`` with the true per-tilt defocus
+    (``WHOLE``: phase flipping at the centre's defocus over the whole view, ignoring the gradient)."""
+    meta = json.loads((out / "simulation.json").read_text())
+    angles, px = np.asarray(meta["tilt_angles"]), float(meta["voxel_size"])
+    ctf = None if mode == "none" else ViewCtf(mode.split("-")[0], np.asarray(meta["defocus_um"]),
+                                              np.zeros_like(angles) if mode == WHOLE else angles, px,
+                                              np.zeros(len(angles)))
+    return reconstruct_views(out / "reference" / "tilt_clean.mrc", angles, out / f"clean_{mode}.mrc", thickness,
+                             normalize="none", ctf=ctf, overwrite=True)
+
+
 def score_folder(defocus: float, out: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Scores of every volume ``make`` left in ``out`` against the object."""
     cfg = setting(defocus, args)
@@ -114,7 +125,9 @@ def score_folder(defocus: float, out: Path, args: argparse.Namespace) -> dict[st
     band = (zero_k(defocus + 0.2, 1, cfg.pixel_size) + 0.01, zero_k(defocus - 0.2, 2, cfg.pixel_size) - 0.01)
     print(f"{defocus} um: reversed band {band[0]:.3f}-{band[1]:.3f} cycles/voxel", flush=True)
     rows: dict[str, dict[str, float]] = {}
-    for mode in MODES:
+    if not (out / f"clean_{WHOLE}.mrc").is_file():
+        noise_free(out, WHOLE, int(cfg.shape[0]))
+    for mode in (*MODES, WHOLE):
         if (out / f"clean_{mode}.mrc").is_file():
             rows[f"noise-free WBP, {mode}"] = scores(read_volume(out / f"clean_{mode}.mrc")[0], obj, band)
         if (out / f"even_{mode}.mrc").is_file():
