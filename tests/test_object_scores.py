@@ -73,3 +73,13 @@ def test_scores_after_affine_fit_are_invariant_to_gain_and_offset():
     rng_obj = float(obj[sl].max() - obj[sl].min())
     assert a["psnr"] == pytest.approx(10 * np.log10(rng_obj**2 / 0.2), abs=0.15)
     assert correlation(obj, obj) == pytest.approx(1.0)
+
+
+def test_simulate_raw_writes_the_object_beside_the_truth(tmp_path):
+    from cryocare_torch.simulate.raw import raw_config, write_raw_dataset
+
+    paths = write_raw_dataset(raw_config(shape=(16, 64, 64), tilt_step=20.0, n_frames=2), tmp_path / "raw")
+    obj, _ = read_volume(paths["object"])
+    dens, _ = read_volume(paths["truth_density"])
+    sigma = interaction_constant(300.0) * 12.0
+    assert np.allclose(obj, -2 * sigma * (dens - dens.mean(dtype=np.float64)), atol=1e-6)

@@ -47,6 +47,7 @@ from ..tomo.backproject import weighted_backprojection
 from ..tomo.frames import frame_sums
 from ..tomo.projector import project
 from .acquisition import TiltSeries, required_lateral_pad, simulate_tilt_series, tilt_angles
+from .object_map import object_contrast
 from .phantom import make_phantom
 
 RAW_DEFAULTS: dict[str, Any] = dict(shape=(48, 128, 128), pixel_size=12.0, tilt_step=3.0, n_frames=6)
@@ -203,7 +204,8 @@ def simulate_raw(
 def raw_file_names(name: str) -> dict[str, str]:
     """Relative paths :func:`write_raw_dataset` writes besides the movies (``frames/``, keyed ``movie_<ZValue>``)."""
     names = {"mdoc": f"{name}.mdoc", "stack": f"{name}.mrc", "gain": "gain.mrc", "xf": f"{name}.xf",
-             "tlt": f"{name}.tlt", "json": "simulation.json", "truth_density": "reference/truth_density.mrc"}
+             "tlt": f"{name}.tlt", "json": "simulation.json", "truth_density": "reference/truth_density.mrc",
+             "object": "reference/object.mrc"}
     names |= {f"ref_{k}": f"reference/tomo_{k}.mrc" for k in REFERENCE_NAMES}
     names |= {f"ref_tilt_{k}": f"reference/tilt_{k}.mrc" for k in ("even", "odd", "full", "clean")}
     return names
@@ -224,7 +226,8 @@ def write_raw_dataset(
     ``DateTime`` one minute apart and ``ExposureDose``; ``<name>.mrc`` is the stack of unaligned,
     gain-corrected frame sums in the same order; ``<name>.xf``/``<name>.tlt`` are the true alignment in
     angle order (as after IMOD's sorting); ``reference/`` holds the simulator's reconstructions and
-    aligned tilt images (angle order) and ``reference/truth_density.mrc`` the specimen.
+    aligned tilt images (angle order), ``reference/truth_density.mrc`` the specimen and ``reference/object.mrc``
+    the specimen as the tomograms show it (:mod:`.object_map`).
     """
     cfg = cfg or raw_config()
     out = Path(out_dir)
@@ -267,6 +270,7 @@ def write_raw_dataset(
     for k, t in raw.tilts.items():
         write_volume(paths[f"ref_tilt_{k}"], t.numpy(), tilt_meta, overwrite=overwrite)
     write_volume(paths["truth_density"], raw.truth_density.numpy(), voxel_size=px, overwrite=overwrite)
+    write_volume(paths["object"], object_contrast(raw.truth_density, cfg).numpy(), voxel_size=px, overwrite=overwrite)
     atomic_write_json(paths["json"], {
         "simulate": config_to_dict(cfg), "raw": raw.params, "name": name, "voxel_size": px,
         "tilt_angles": raw.angles.tolist(), "acquisition_rank": raw.order.tolist(),
