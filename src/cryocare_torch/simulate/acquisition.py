@@ -169,24 +169,11 @@ def simulate_tilt_series(
     d, h, w = (int(s) for s in cfg.shape)
     angles = tilt_angles(cfg)
     n, nf = len(angles), int(cfg.n_frames)
-    if frame_drift is None:
-        frame_drift = torch.zeros((n, nf, 2), dtype=torch.float32)
-    frame_drift = torch.as_tensor(frame_drift, dtype=torch.float32)
-    if frame_drift.shape != (n, nf, 2):
-        raise ConfigError(f"frame_drift must have shape ({n}, {nf}, 2), got {tuple(frame_drift.shape)}")
+    frame_drift = _checked_drift(frame_drift, n, nf)
     max_drift = int(math.ceil(float(frame_drift.abs().max()))) if frame_drift.numel() else 0
     mx = FILTER_MARGIN + max_drift
-    width = w + 2 * mx
-    pad_x = (phantom.density.shape[-1] - w) // 2
-    if pad_x < 0 or phantom.density.shape[:2] != (d, h):
-        raise ConfigError(f"phantom of shape {tuple(phantom.density.shape)} does not match simulate.shape {cfg.shape}")
-
-    proj = (projector or _default_projector())(phantom.density, angles, detector_width=width)
-    sigma = interaction_constant(cfg.voltage_kv) * cfg.contrast_scale * cfg.pixel_size
-    phase = sigma * proj.to(torch.float32)
-    phase = phase - phase.mean(dim=(-2, -1), keepdim=True)  # a constant phase is invisible
     py = min(FILTER_MARGIN + max_drift, h - 1)
-    phase = F.pad(phase[:, None], (0, 0, py, py), mode="reflect")[:, 0]
+    phase = _phase(phantom, cfg, angles, w + 2 * mx, py, projector)
 
     image_hw = (int(phase.shape[-2]), int(phase.shape[-1]))
     k = frequency_grid(image_hw, cfg.pixel_size)
@@ -223,6 +210,28 @@ def simulate_tilt_series(
         clean=clean, even=even, odd=odd, full=even + odd, n_frames=nf, frame_drift=frame_drift, frames=frames,
         defocus_um=torch.from_numpy(defocus) if defocus is not None else None,
     )
+
+
+def _checked_drift(frame_drift: torch.Tensor | None, n: int, nf: int) -> torch.Tensor:
+    if frame_drift is None:
+        return torch.zeros((n, nf, 2), dtype=torch.float32)
+    frame_drift = torch.as_tensor(frame_drift, dtype=torch.float32)
+    if frame_drift.shape != (n, nf, 2):
+        raise ConfigError(f"frame_drift must have shape ({n}, {nf}, 2), got {tuple(frame_drift.shape)}")
+    return frame_drift
+
+
+def _phase(phantom: Phantom, cfg: SimulateConfig, angles: torch.Tensor, width: int, py: int,
+           projector: Projector | None) -> torch.Tensor:
+    """Phase shift of each view (projected potential, zero mean), padded by ``py`` rows (reflected) in y."""
+    d, h, w = (int(v) for v in cfg.shape)
+    if (phantom.density.shape[-1] - w) // 2 < 0 or phantom.density.shape[:2] != (d, h):
+        raise ConfigError(f"phantom of shape {tuple(phantom.density.shape)} does not match simulate.shape {cfg.shape}")
+    proj = (projector or _default_projector())(phantom.density, angles, detector_width=width)
+    sigma = interaction_constant(cfg.voltage_kv) * cfg.contrast_scale * cfg.pixel_size
+    phase = sigma * proj.to(torch.float32)
+    phase = phase - phase.mean(dim=(-2, -1), keepdim=True)  # a constant phase is invisible
+    return F.pad(phase[:, None], (0, 0, py, py), mode="reflect")[:, 0]
 
 
 def tilt_defocus(cfg: SimulateConfig, n: int) -> np.ndarray | None:

@@ -165,6 +165,31 @@ def write_dataset(
     """
     cfg = cfg or SimulateConfig()
     out = Path(out_dir)
+    paths = _output_paths(cfg, out, overwrite, frames)
+    data = simulate(cfg, keep_frames=frames)
+    ts = data.tilt_series
+    px = float(cfg.pixel_size)
+    for k in TOMOGRAM_FILES:
+        write_volume(paths[f"tomo_{k}"], getattr(data, k).numpy(), voxel_size=px, overwrite=overwrite)
+    stack_meta = VolumeMeta(shape=tuple(ts.clean.shape), voxel_size=(px, px, px), is_stack=True)
+    for k in TILT_FILES:
+        write_volume(paths[f"tilt_{k}"], getattr(ts, k).numpy(), stack_meta, overwrite=overwrite)
+    write_volume(paths["object"], data.object_map.numpy(), voxel_size=px, overwrite=overwrite)
+    write_volume(paths["truth_density"], data.truth_density.numpy(), voxel_size=px, overwrite=overwrite)
+    write_volume(paths["labels"], data.labels.numpy().astype(np.int8), voxel_size=px, overwrite=overwrite)
+
+    frame_paths = [f"frames/tilt_{i:03d}.mrc" for i in range(len(ts.angles))]
+    if frames and ts.frames is not None:
+        (out / "frames").mkdir(exist_ok=True)
+        fmeta = VolumeMeta(shape=tuple(ts.frames.shape[1:]), voxel_size=(px, px, px), is_stack=True)
+        for i, rel in enumerate(frame_paths):
+            paths[f"frames_{i:03d}"] = write_volume(out / rel, ts.frames[i].numpy(), fmeta, overwrite=overwrite)
+    _write_side_files(cfg, data, paths, frame_paths, overwrite)
+    return paths
+
+
+def _output_paths(cfg: SimulateConfig, out: Path, overwrite: bool, frames: bool) -> dict[str, Path]:
+    """The files of :func:`write_dataset`, checked (existing ones, free space) before the simulation runs."""
     if out.exists() and not out.is_dir():
         raise OutputError("output path exists and is not a folder; choose another name", out)
     names = {**{f"tomo_{k}": v for k, v in TOMOGRAM_FILES.items()}, **{f"tilt_{k}": v for k, v in TILT_FILES.items()}}
@@ -186,25 +211,13 @@ def write_dataset(
     if frames:
         nbytes += 4 * n_tilts * cfg.n_frames * h * w
     check_output(paths["tomo_even"], overwrite=True, nbytes=nbytes)  # existing files were checked above
+    return paths
 
-    data = simulate(cfg, keep_frames=frames)
-    ts = data.tilt_series
-    px = float(cfg.pixel_size)
-    for k in TOMOGRAM_FILES:
-        write_volume(paths[f"tomo_{k}"], getattr(data, k).numpy(), voxel_size=px, overwrite=overwrite)
-    stack_meta = VolumeMeta(shape=tuple(ts.clean.shape), voxel_size=(px, px, px), is_stack=True)
-    for k in TILT_FILES:
-        write_volume(paths[f"tilt_{k}"], getattr(ts, k).numpy(), stack_meta, overwrite=overwrite)
-    write_volume(paths["object"], data.object_map.numpy(), voxel_size=px, overwrite=overwrite)
-    write_volume(paths["truth_density"], data.truth_density.numpy(), voxel_size=px, overwrite=overwrite)
-    write_volume(paths["labels"], data.labels.numpy().astype(np.int8), voxel_size=px, overwrite=overwrite)
 
-    frame_paths = [f"frames/tilt_{i:03d}.mrc" for i in range(len(ts.angles))]
-    if frames and ts.frames is not None:
-        (out / "frames").mkdir(exist_ok=True)
-        fmeta = VolumeMeta(shape=tuple(ts.frames.shape[1:]), voxel_size=(px, px, px), is_stack=True)
-        for i, rel in enumerate(frame_paths):
-            paths[f"frames_{i:03d}"] = write_volume(out / rel, ts.frames[i].numpy(), fmeta, overwrite=overwrite)
+def _write_side_files(cfg: SimulateConfig, data: SimulatedData, paths: dict[str, Path], frame_paths: list[str],
+                      overwrite: bool) -> None:
+    """``tilts.tlt``, ``tilts.mdoc``, ``decorations.csv``, ``complexes.csv`` and ``simulation.json``."""
+    ts, px = data.tilt_series, float(cfg.pixel_size)
     h, w = ts.clean.shape[-2:]
     atomic_write_text(paths["tlt"], format_tlt(ts.angles), overwrite=overwrite)
     mdoc = format_mdoc(ts, TILT_FILES["full"], (h, w), frame_paths, cfg.voltage_kv)
@@ -220,4 +233,3 @@ def write_dataset(
     ), overwrite=overwrite)
     atomic_write_json(paths["config"], {"simulate": config_to_dict(cfg), "tilt_angles": tilt_angles(cfg).tolist(),
                                         "acquisition_rank": ts.order.tolist(), "voxel_size": px}, overwrite=overwrite)
-    return paths
