@@ -11,15 +11,19 @@ import torch
 from torch import nn
 
 from cryocare_torch.cli.main import main
-from cryocare_torch.config import CryocareConfig, load_config
+from cryocare_torch.cli.options import TrainOptions, build_config
+from cryocare_torch.config import CryocareConfig, SimulateConfig, load_config
 from cryocare_torch.errors import ConfigError
 from cryocare_torch.io.mrc import read_volume
 from cryocare_torch.patches import PairStats, PatchPairs
+from cryocare_torch.simulate import write_dataset
+from cryocare_torch.simulate.dataset import format_tlt
 from cryocare_torch.tomo.backproject import weighted_backprojection
 from cryocare_torch.tomo.projector import project
 from cryocare_torch.tomo.wedge import CUBE_ROTATIONS, rotate_spectrum, rotate_volume, wedge_mask
 from cryocare_torch.train import load_checkpoint
 from cryocare_torch.train.objective import Objective
+from cryocare_torch.train.resume import merge_resume_config
 from cryocare_torch.train.wedge import WedgeObjective, apply_fourier_mask
 
 
@@ -144,7 +148,8 @@ def test_denoise_missing_wedge_end_to_end(tmp_path: Path, small_pair: tuple[Path
     out = tmp_path / "restored.mrc"
     args = ["denoise", "--even", str(even), "--odd", str(odd), "--output", str(out), "--missing-wedge", "-60", "60",
             "--epochs", "1", "--n-patches", "16", "--patch-size", "16", "--batch-size", "4", "--threads", "2",
-            "--set", "train.wedge_refresh_epochs=1", "--device", "cpu"]
+            "--set", "train.wedge_refresh_epochs=1", "--set", "model.n_first=4", "--set", "model.skip_sigma=[1,1,1]",
+            "--device", "cpu"]
     assert main(args) == 0, capsys.readouterr().err
     assert out.is_file()
     assert "missing wedge of 16 patch pairs filled" in capsys.readouterr().err
@@ -155,17 +160,20 @@ def test_denoise_missing_wedge_end_to_end(tmp_path: Path, small_pair: tuple[Path
 
 
 def test_missing_wedge_from_tilt_files(tmp_path: Path) -> None:
-    from cryocare_torch.cli.options import TrainOptions, build_config
-    from cryocare_torch.config import SimulateConfig
-    from cryocare_torch.simulate.dataset import format_tlt
 
     tlt = tmp_path / "ts.tlt"
     tlt.write_text(format_tlt(torch.tensor([-3.0, 0.0, -51.0, 3.0, 42.0])))
     assert build_config(train=TrainOptions(missing_wedge_from=tlt)).train.missing_wedge == (-51.0, 42.0)
-    from cryocare_torch.simulate import write_dataset
-
     sim = write_dataset(SimulateConfig(shape=(8, 16, 16), tilt_min=-54, tilt_max=48, tilt_step=6, n_frames=2,
                                        n_complexes=1, n_membranes=0, n_filaments=0), tmp_path / "sim")
     assert build_config(train=TrainOptions(missing_wedge_from=sim["mdoc"])).train.missing_wedge == (-54.0, 48.0)
     with pytest.raises(ConfigError, match="not both"):
         build_config(train=TrainOptions(missing_wedge=(-60, 60), missing_wedge_from=tlt))
+
+
+def test_resume_keeps_the_tilt_range() -> None:
+    stored = load_config(overrides={"train": {"missing_wedge": [-60, 60]}})
+    same = merge_resume_config(stored, load_config(overrides={"train": {"max_minutes": 5}}), Path("last.pt"))
+    assert same.train.missing_wedge == (-60.0, 60.0) and same.train.max_minutes == 5
+    with pytest.raises(ConfigError, match="missing_wedge"):
+        merge_resume_config(stored, load_config(overrides={"train": {"missing_wedge": [-50, 50]}}), Path("last.pt"))
