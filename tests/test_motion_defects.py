@@ -107,3 +107,16 @@ def test_cli_warns_about_wrong_gain_orientation_and_hot_pixels(tmp_path: Path,
     assert "hot and" not in err and "unshifted" in err
     rows = (tmp_path / "c_shifts.csv").read_text().splitlines()
     assert [r.rsplit(",", 1)[1] for r in rows[1:]] == ["0"] * 12
+
+
+def test_thin_bright_line_and_filled_border_are_not_defects() -> None:
+    # a 1-pixel bright filament (3x the background) ends at a frame border filled with one value (no counts):
+    # each line pixel stands far above its neighbours' median, but not above the line pixels beside it
+    lam = torch.full((8, 48, 48), 20.0)
+    lam[:, 30, :] = 60.0
+    frames = torch.poisson(lam, generator=torch.Generator().manual_seed(4))
+    frames[:, 31:] = 20.0  # the filled border, right below the line
+    found = find_defect_pixels(frames)
+    assert int(found.mask.sum()) == 0
+    frames[3, 10, 10] += 400.0  # one real hot pixel is still found
+    assert torch.nonzero(find_defect_pixels(frames).mask).tolist() == [[10, 10]]

@@ -6,7 +6,7 @@
   spreads above are hot; dead are those whose total is impossible under Poisson statistics at the
   neighbours' level (probability < e^-20, e.g. 0 counts where the neighbours collected > 20) and more than
   2 spreads below (and under half their level). Hot pixels must also exceed all but one neighbour, so bright
-  specimen edges are kept; pixels with one non-zero value in every frame (filled borders) are left out. A
+  specimen edges and lines (and a filled frame border beside them) are kept. A
   hot pixel sits at the same place in the even and the odd frames, so Noise2Noise would keep it, and it pulls
   the drift correlation towards zero shift: both are reasons to remove it before either.
   RELION's own motion correction flags pixels of the frame sum above mean + k sd
@@ -43,14 +43,13 @@ class DefectMap:
     spread: float  # counts: robust sd of (sum - neighbour median)
 
 
-def _neighbour_stats(img: torch.Tensor, unmeasured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median and second-largest value of each pixel's 8 neighbours, leaving ``unmeasured`` ones out."""
-    img = img.masked_fill(unmeasured, float("nan"))
+def _neighbour_stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and second-largest value of each pixel's 8 neighbours."""
     pad = torch.nn.functional.pad(img[None, None], (1, 1, 1, 1), mode="replicate")
     patches = torch.nn.functional.unfold(pad, 3)[0]  # (9, h*w)
     neigh = torch.cat([patches[:4], patches[5:]])  # without the centre
-    second = neigh.nan_to_num(nan=-float("inf")).topk(2, dim=0).values[1]
-    return neigh.nanmedian(dim=0).values.reshape(img.shape), second.reshape(img.shape)
+    second = neigh.topk(2, dim=0).values[1]
+    return neigh.median(dim=0).values.reshape(img.shape), second.reshape(img.shape)
 
 
 def find_defect_pixels(frames: torch.Tensor, z: float = 8.0) -> DefectMap:
@@ -58,22 +57,19 @@ def find_defect_pixels(frames: torch.Tensor, z: float = 8.0) -> DefectMap:
     total = torch.zeros(frames.shape[1:], dtype=torch.float64)
     for i in range(frames.shape[0]):
         total += frames[i].to(torch.float64)
-    # a pixel with the same non-zero value in every frame was not counted: a constant-filled border of shifted
-    # or padded frames. It is neither a defect nor a neighbour to compare with.
-    unmeasured = (frames.amax(0) == frames.amin(0)) & (total != 0) if frames.shape[0] > 1 \
-        else torch.zeros(total.shape, dtype=torch.bool)
-    local, second = _neighbour_stats(total, unmeasured)
+    local, second = _neighbour_stats(total)
     resid = total - local
     mad = float((resid - resid.median()).abs().median()) * 1.4826
     spread = torch.maximum(local.clamp(min=1.0).sqrt(), torch.tensor(mad, dtype=torch.float64))
     # hot: far above the neighbours' median and above all but one of them (a defect is one pixel, or two side by
     # side; a bright specimen edge or a constant-filled frame border raises several neighbours with it)
-    hot = (resid > z * spread) & (total - second > 0.5 * z * spread)
+    # (the second is judged at its own level: along a bright line the noise is the line's, not the background's)
+    second_spread = torch.maximum(second.clamp(min=1.0).sqrt(), torch.tensor(mad, dtype=torch.float64))
+    hot = (resid > z * spread) & (total - second > 0.5 * z * second_spread)
     # dead: a total count that Poisson statistics at the neighbours' level make impossible (< e^-20 per pixel),
     # and well below the neighbours even allowing for contrast
     log_pmf = total * torch.log(local.clamp(min=1e-6)) - local - torch.lgamma(total + 1)
     dead = (log_pmf < -_DEAD_LOG_P) & (resid < -2 * spread) & (total < 0.5 * local)  # under half the sensitivity
-    hot, dead = hot & ~unmeasured & local.isfinite(), dead & ~unmeasured & local.isfinite()
     return DefectMap(mask=hot | dead, n_hot=int(hot.sum()), n_dead=int(dead.sum()), spread=mad)
 
 
