@@ -91,7 +91,7 @@ def test_identity_2d_image_and_stack_is_exact(shape: tuple[int, ...], ndim: int)
 
 @pytest.mark.parametrize("ndim,shape", [(3, (20, 36, 44)), (2, (45, 70))])
 def test_conv_tiled_equals_untiled_when_margin_covers_receptive_field(ndim: int, shape: tuple[int, ...]) -> None:
-    # Blending drops the quarter of each overlap nearest a tile edge, so overlap 8 (margin 2) covers the
+    # Blending drops the third of each overlap nearest a tile edge, so overlap 8 (margin 2) covers the
     # receptive-field radius 2 of two 3x3 convs: tiled == untiled everywhere (borders of the data are
     # tile borders too, with the same zero padding).
     model = TwoConvs(ndim)

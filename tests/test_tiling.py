@@ -33,13 +33,19 @@ def test_axis_tiles_cover_every_voxel_and_weights_sum_to_one(length: int, tile: 
         assert ax.n == 1 and ax.tile == -(-length // m) * m
 
 
-def test_single_coverage_has_weight_one_and_edge_quarter_of_overlap_is_dropped() -> None:
+def test_single_coverage_has_weight_one_and_edge_third_of_overlap_is_dropped() -> None:
     ax = plan_axis(40, 16, 8, 4)  # starts 0, 8, 16, 24
     assert ax.starts == (0, 8, 16, 24)
     w0, w1 = ax.weight(0), ax.weight(1)
     assert np.all(w0[:8] == 1)  # only tile 0 covers 0..7
-    assert np.all(w1[:2] == 0) and np.all(w0[14:] == 0)  # quarter of the overlap at each tile's edge
+    assert np.all(w1[:2] == 0) and np.all(w0[14:] == 0)  # 8 // 3 = 2 voxels of the overlap at each tile's edge
     assert np.all(w1[2:6] > 0) and np.all(w1[2:6] < 1)  # smooth ramp in between
+    ax = plan_axis(20, 16, 12, 4)  # two tiles overlapping by 12: a third (4), not a quarter (3), is dropped
+    assert ax.starts == (0, 4)
+    w0, w1 = ax.weight(0), ax.weight(1)
+    assert np.all(w0[:4] == 1) and np.all(w1[12:] == 1)
+    assert np.all(w1[:4] == 0) and np.all(w0[12:] == 0)
+    assert np.all(w1[4:8] > 0) and np.all(w1[4:8] < 1) and np.allclose(w0[4:16] + w1[:12], 1)
 
 
 def test_overlap_must_be_smaller_than_tile() -> None:

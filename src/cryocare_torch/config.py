@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from .config_prepare import CtfConfig, MotionConfig
+from .config_prepare import CtfConfig, DeconvConfig, MotionConfig
 from .config_runs import EvalConfig, SlurmConfig, WatchConfig
 from .config_runs import Section as _Section
 from .errors import ConfigError
@@ -169,7 +169,8 @@ class PredictConfig(_Section):
         None, ge=16, description="Tile edge in voxels (default: chosen from memory_budget_gb)."
     )
     overlap: int | None = Field(
-        None, ge=0, description="Overlap between tiles in voxels (default: a quarter of the tile)."
+        None, ge=0,
+        description="Overlap between tiles in voxels (default: a quarter of the tile, >= 7 x 2^depth for a U-Net).",
     )
     batch_size: int | None = Field(None, ge=1, description="Tiles per forward pass (default: from budget).")
     memory_budget_gb: float = Field(
@@ -236,6 +237,7 @@ class CryocareConfig(_Section):
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     ctf: CtfConfig = Field(default_factory=CtfConfig)
+    deconvolve: DeconvConfig = Field(default_factory=DeconvConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)

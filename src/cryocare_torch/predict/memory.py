@@ -104,15 +104,17 @@ def model_halo(model: nn.Module) -> int:
     return math.ceil(4 * max(sigma)) if sigma else 0
 
 
-SEAM_OVERLAP_PER_LEVEL = 6
-"""Overlap (voxels) per 2x level of a U-Net below which its tile edges show: for the default depth-2 U-Net,
-trained, tiled against untiled in float32 on a simulated tomogram, overlap 16 left seams up to 4.5x the bf16
-rounding noise and overlap 24 stayed within it (bench/RESULTS.md, "Seams"); deeper nets see further."""
+SEAM_OVERLAP_PER_LEVEL = 7
+"""Overlap (voxels) per 2x level of a U-Net below which its tile edges show. The default depth-2 U-Net sees 21
+voxels each way (its output is exactly the same beyond that); on three trained default models, tiled against
+untiled in float32, overlap 24 left seams up to 2.3x the RMS (1.5x the largest) bf16 rounding error, overlap 28
+(tiles keeping the middle third of each overlap) 0.29-0.65x the RMS and 0.4-0.6x the largest
+(bench/RESULTS.md, "Seams"); deeper nets see further."""
 
 
 def model_min_overlap(model: nn.Module) -> int:
     """The smallest automatic overlap: the model's halo (:func:`model_halo`) and, for a U-Net of depth ``n``
-    (``model.depth``), ``SEAM_OVERLAP_PER_LEVEL * 2**n`` (24 for the default depth 2)."""
+    (``model.depth``), ``SEAM_OVERLAP_PER_LEVEL * 2**n`` (28 for the default depth 2)."""
     depth = getattr(model, "depth", None)
     seam = SEAM_OVERLAP_PER_LEVEL * 2 ** int(depth) if isinstance(depth, int) else 0
     return max(model_halo(model), seam)
