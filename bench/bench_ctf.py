@@ -38,6 +38,7 @@ import torch
 from cryocare_torch.config import CtfConfig, SimulateConfig, config_to_dict
 from cryocare_torch.evaluate.object_scores import score_against_object
 from cryocare_torch.io.mrc import read_volume
+from cryocare_torch.predict.deconvolve import ctf_deconvolve
 from cryocare_torch.prepare.ctf import ViewCtf
 from cryocare_torch.prepare.pipeline import Alignment, RawTiltSeries
 from cryocare_torch.prepare.regimes import prepare_t2t
@@ -127,15 +128,22 @@ def score_folder(defocus: float, out: Path, args: argparse.Namespace) -> dict[st
     rows: dict[str, dict[str, float]] = {}
     if not (out / f"clean_{WHOLE}.mrc").is_file():
         noise_free(out, WHOLE, int(cfg.shape[0]))
+
+    def add(key: str, vol: np.ndarray, mode: str) -> None:
+        rows[key] = scores(vol, obj, band)
+        if mode in ("none", "phaseflip", WHOLE):  # + the tomogram's CTF deconvolution (cryocare deconvolve)
+            dec = ctf_deconvolve(torch.from_numpy(vol), cfg.pixel_size, defocus, phase_flipped=mode != "none")
+            rows[key + " + deconvolution"] = scores(dec.numpy(), obj, band)
+
     for mode in (*MODES, WHOLE):
         if (out / f"clean_{mode}.mrc").is_file():
-            rows[f"noise-free WBP, {mode}"] = scores(read_volume(out / f"clean_{mode}.mrc")[0], obj, band)
+            add(f"noise-free WBP, {mode}", read_volume(out / f"clean_{mode}.mrc")[0], mode)
         if (out / f"even_{mode}.mrc").is_file():
             avg = (read_volume(out / f"even_{mode}.mrc")[0] + read_volume(out / f"odd_{mode}.mrc")[0]) / 2
-            rows[f"noisy T2T-df (even+odd)/2, {mode}"] = scores(avg, obj, band)
+            add(f"noisy T2T-df (even+odd)/2, {mode}", avg, mode)
         if (out / f"den_{mode}.mrc").is_file():
             den = read_volume(out / f"den_{mode}.mrc")[0]
-            rows[f"restored ({args.epochs} x {args.patches} patches), {mode}"] = scores(den, obj, band)
+            add(f"restored ({args.epochs} x {args.patches} patches), {mode}", den, mode)
     return rows
 
 

@@ -5,7 +5,9 @@ steps, membranes, filaments and complexes), then for each mode runs ``cryocare t
 and ``cryocare predict`` in fresh subprocesses (wall time and peak resident memory of each, from
 ``os.wait4``), and scores the restorations, the raw half average and the noise-free WBP (``tomo_clean.mrc``)
 against ``object.mrc``: Pearson correlation and PSNR/SSIM after the affine fit (central region without a 10%
-border), and the conical FSC (30-degree cones around z and x) with its z/x ratio.
+border), and the conical FSC (30-degree cones around z and x) with its z/x ratio. Each volume is also scored after
+``cryocare deconvolve`` (CTF Wiener filter at the simulated defocus, default strength and falloff): the "+ CTF
+deconvolution" rows (``--no-deconvolve`` leaves them out).
 
     nice -n 10 python bench/bench_missing_wedge.py --minutes 10 --out bench/out/missing_wedge --record
 
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra --set for the wedge mode's training")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "missing_wedge")
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    ap.add_argument("--no-deconvolve", action="store_true", help="no '+ CTF deconvolution' rows")
     a = ap.parse_args()
     sim = a.out / "sim"
     if not (sim / "object.mrc").is_file():
@@ -82,8 +85,19 @@ def main() -> None:
     raw = 0.5 * (read_volume(even)[0] + read_volume(odd)[0])
     write_volume(a.out / "raw_average.mrc", raw.astype(np.float32), voxel_size=read_volume(even)[1].voxel_size,
                  overwrite=True)
-    rows["raw half average"] = scores(a.out / "raw_average.mrc", obj)
-    rows["noise-free WBP (tomo_clean)"] = scores(sim / "tomo_clean.mrc", obj)
+    defocus = json.loads((sim / "simulation.json").read_text())["simulate"]["defocus_um"]
+
+    def add(name: str, path: Path, extra: dict[str, float] | None = None) -> None:
+        rows[name] = scores(path, obj) | (extra or {})
+        if not a.no_deconvolve:
+            dec = path.with_name(path.stem + "_deconv.mrc")
+            d = run(cryocare("deconvolve", str(path), "--output", str(dec), "--defocus", str(defocus), "--overwrite",
+                             "--threads", str(a.threads)))
+            rows[f"{name} + CTF deconvolution"] = scores(dec, obj) | {"deconv_s": d["seconds"],
+                                                                       "deconv_mb": d["peak_rss_mb"]}
+
+    add("raw half average", a.out / "raw_average.mrc")
+    add("noise-free WBP (tomo_clean)", sim / "tomo_clean.mrc")
     for mode in a.modes:
         model, restored = a.out / f"model_{mode}", a.out / f"restored_{mode}.mrc"
         shutil.rmtree(model, ignore_errors=True)
@@ -93,9 +107,9 @@ def main() -> None:
         p = run(cryocare("predict", "--even", str(even), "--odd", str(odd), "--model", str(model / "best.pt"),
                          "--output", str(restored), "--overwrite", "--threads", str(a.threads)))
         steps = json.loads((model / "history.json").read_text())[-1]["steps"]
-        rows[f"{mode}, {a.minutes:g} min"] = scores(restored, obj) | {
+        add(f"{mode}, {a.minutes:g} min", restored, {
             "train_s": t["seconds"], "train_mb": t["peak_rss_mb"], "predict_s": p["seconds"],
-            "predict_mb": p["peak_rss_mb"], "steps": steps}
+            "predict_mb": p["peak_rss_mb"], "steps": steps})
     table = format_table(rows)
     print(table)
     (a.out / "results.json").write_text(json.dumps(rows, indent=1))
@@ -113,6 +127,8 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     for name, r in rows.items():
         run_cols = (f"{r['train_s']:.0f} / {r['train_mb']:.0f} | {r['predict_s']:.0f} / {r['predict_mb']:.0f} | "
                     f"{r['steps']:.0f}") if "train_s" in r else "- | - | -"
+        if "deconv_s" in r:
+            run_cols = f"- | deconvolve {r['deconv_s']:.0f} / {r['deconv_mb']:.0f} | -"
         lines.append(f"| {name} | {r['correlation']:.3f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['z_0_5']:.2f} / "
                      f"{r['x_0_5']:.2f} | {r['ratio_0_5']:.2f} | {r['z_0_143']:.2f} / {r['x_0_143']:.2f} | "
                      f"{run_cols} |")

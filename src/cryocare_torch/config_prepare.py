@@ -38,3 +38,22 @@ class MotionConfig(Section):
     defects: bool = Field(True, description="Find hot/dead pixels and replace them before anything else.")
     defect_z: float = Field(8.0, gt=3, description="Hot-pixel threshold in robust spreads above the neighbours.")
     check_gain: bool = Field(True, description="Warn when another of the gain's 8 orientations fits the frames better.")
+
+
+class DeconvConfig(Section):
+    """CTF deconvolution of a (restored) tomogram, ``cryocare deconvolve``: a Wiener filter with the SNR model of
+    Tegunov's tom_deconv, whose parameters (and defaults) IsoNet's ``deconv`` and Warp use too."""
+
+    defocus: float | None = Field(
+        None, gt=0, le=20, description="Underfocus (um) of the tomogram (default: the median of --defocus-file).")
+    strength: float = Field(
+        1.0, ge=0, le=3, description="Assumed SNR at low frequency, 10^(3 x this) (tom_deconv/IsoNet deconvstrength).")
+    snr_falloff: float = Field(
+        1.0, ge=0, le=10, description="SNR falls as exp(-100 x this x f / voxel size in A), f the fraction of Nyquist "
+        "(tom_deconv/IsoNet snrfalloff).")
+    highpass_nyquist: float = Field(
+        0.02, gt=0, le=1, description="Raised-cosine high-pass up to this fraction of Nyquist (tom_deconv/IsoNet).")
+    phase_flipped: bool = Field(False, description="The tomogram was phase-flipped (prepare --ctf phaseflip): |CTF|.")
+    voltage_kv: float | None = Field(None, gt=0, le=1000, description="kV (default: the defocus file's, else 300).")
+    cs_mm: float | None = Field(None, ge=0, le=10, description="Spherical aberration mm (default: file's, else 2.7).")
+    amplitude_contrast: float | None = Field(None, ge=0, lt=1, description="Amplitude contrast (default 0.07).")

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 
 from ..config_runs import format_option_errors
 from ..errors import CryocareError
-from . import commands_batch, commands_core, commands_eval, commands_prepare, commands_watch  # noqa: F401  (register)
+from . import (  # noqa: F401  (register)
+    commands_batch,
+    commands_core,
+    commands_ctf,
+    commands_eval,
+    commands_prepare,
+    commands_watch,
+)
 from .app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, app
 
 
