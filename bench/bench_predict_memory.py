@@ -161,6 +161,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: untrained default U-Net)")
     ap.add_argument("--old-src", type=Path, default=None, help="src folder of the code to compare with")
+    ap.add_argument("--old-sizes-gb", type=float, nargs="*", default=None,
+                    help="the sizes the old code also runs (default: all of --sizes-gb and the batch)")
     ap.add_argument("--batch", type=int, default=0, help="pairs restored in one process (0: no batch row)")
     ap.add_argument("--batch-gb", type=float, default=0.25, help="size of each half in the batch row")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the volumes (default: a temp dir)")
@@ -188,6 +190,8 @@ def main() -> None:
             shape = (max(1, round(gb * 2**30 / (4 * args.hw * args.hw))), args.hw, args.hw)
             even, odd = write_pair(folder, shape)
             for label, src in trees:
+                if label == "before" and args.old_sizes_gb is not None and (n_pairs > 1 or gb not in args.old_sizes_gb):
+                    continue
                 r = run_child(args, even, odd, folder / "out.mrc", src, n_pairs)
                 after = ", ".join(f"{v:.0f}" for v in r["anon_after_pair_mb"]) if n_pairs > 1 else ""
                 rows.append((label, "x".join(map(str, shape)), gb, n_pairs, r["peak_rss_mb"], r["peak_anon_mb"],

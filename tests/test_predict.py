@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,7 +128,7 @@ def test_pair_normalisation_makes_prediction_scale_invariant() -> None:
 
 def test_choose_tiling_respects_budget_multiple_and_data() -> None:
     p = choose_tiling((300, 1000, 1000), 4, 600.0, 2**30)
-    assert p.tile % 4 == 0 and p.tile**3 * 600 * p.batch_size <= 2**30 and p.overlap == p.tile // 4
+    assert p.tile % 4 == 0 and math.prod(p.shape(3)) * 600 * p.batch_size <= 2**30 and p.overlap == p.tile // 4
     big = choose_tiling((300, 1000, 1000), 4, 600.0, 8 * 2**30)
     assert big.tile >= p.tile
     assert choose_tiling((10, 12, 9), 4, 600.0, 2**30).tile == 12  # capped by the data
@@ -137,13 +138,48 @@ def test_choose_tiling_respects_budget_multiple_and_data() -> None:
     # on CPU the z-slab (input halves + accumulators, per section) shares the budget with activations
     per_z = slab_bytes_per_section((300, 1000, 1000), 1)
     s = choose_tiling((300, 1000, 1000), 4, 600.0, 2**30, slab_bytes_per_z=per_z)
-    assert s.tile < p.tile and s.tile**3 * 600 * s.batch_size + s.tile * per_z <= 2**30 and not s.over_budget
+    sz = s.shape(3)[0]
+    assert sz < p.shape(3)[0] and math.prod(s.shape(3)) * 600 * s.batch_size + sz * per_z <= 2**30
+    assert not s.over_budget
     # on a GPU activations use the GPU budget, the slab the host budget
     g = choose_tiling((300, 1000, 1000), 4, 600.0, 2**30, slab_bytes_per_z=per_z, host_budget_bytes=2**29)
-    assert g.tile * per_z <= 2**29 and g.tile**3 * 600 <= 2**30
+    assert g.shape(3)[0] * per_z <= 2**29 and math.prod(g.shape(3)) * 600 <= 2**30
     tiny = choose_tiling((300, 1000, 1000), 4, 600.0, 2**20, slab_bytes_per_z=per_z)
     assert tiny.tile == 32 and tiny.over_budget  # never below 32 voxels (the overlap would eat the tile)
     assert choose_tiling((20, 24, 24), 4, 600.0, 2**10).tile == 24  # unless the data are smaller
+
+
+def _computed_voxels(shape: tuple[int, int, int], tile: tuple[int, ...], overlap: int) -> int:
+    """Voxels the network computes over ``shape`` with these tiles (edges shrunk as the planner's grid does)."""
+    total = 1
+    for n, t in zip(shape, tile, strict=True):
+        if n <= t:
+            total *= -(-n // 4) * 4
+            continue
+        k = math.ceil((n - t) / (t - overlap)) + 1
+        total *= k * (-(-(math.ceil((n - overlap) / k) + overlap) // 4) * 4)
+    return total
+
+
+def test_wide_sections_get_thin_tiles_and_the_same_memory_thin_or_deep() -> None:
+    # default U-Net in bf16 (232 bytes per tile voxel), 1024 x 1024 sections, 1 GiB less the fixed forward part
+    budget, per_vox, ov = 2**30 - 60 * 2**20, 232.0, 28
+    plans = {}
+    for d in (64, 256, 1024):
+        shape = (d, 1024, 1024)
+        per_z = slab_bytes_per_section(shape, 1)
+        p = choose_tiling(shape, 4, per_vox, budget, slab_bytes_per_z=per_z, min_overlap=ov)
+        tz, t, _ = p.shape(3)
+        used = min(tz, d) * t * t * per_vox + min(tz, d) * per_z
+        assert used <= budget and p.overlap == ov and not p.over_budget
+        plans[d] = (p, used)
+        # at least as fast as every cubic tile that fits (fewest voxels computed per voxel of data)
+        cubic = [c for c in range(32, 164, 4) if min(c, d) * c * c * per_vox + min(c, d) * per_z <= budget]
+        best_cubic = min(_computed_voxels(shape, (c, c, c), ov) for c in cubic)
+        assert _computed_voxels(shape, p.shape(3), ov) <= best_cubic
+    assert plans[256][0].shape(3)[0] < plans[256][0].tile  # z-slabs dominate: thinner in z than in y/x
+    peaks = [used for _, used in plans.values()]
+    assert max(peaks) / min(peaks) < 1.05  # planned memory flat from 0.25 to 4 GB halves (cubic tiles: +20%)
 
 
 def test_oom_retry_halves_the_tile_and_gives_up_cleanly() -> None:

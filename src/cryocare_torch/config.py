@@ -170,7 +170,7 @@ class PredictConfig(_Section):
     )
     overlap: int | None = Field(
         None, ge=0,
-        description="Overlap between tiles in voxels (default: a quarter of the tile, >= 7 x 2^depth for a U-Net).",
+        description="Overlap between tiles in voxels (default: the model's, 7 x 2^depth for a U-Net; else tile / 4).",
     )
     batch_size: int | None = Field(None, ge=1, description="Tiles per forward pass (default: from budget).")
     memory_budget_gb: float = Field(

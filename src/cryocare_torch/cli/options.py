@@ -66,7 +66,7 @@ class PredictOptions:
     tile_size: int | None = None
     "Tile edge in voxels (default: chosen from --memory-budget)."
     overlap: int | None = None
-    "Overlap between tiles in voxels (default: a quarter of the tile, >= 7 x 2^depth for a U-Net)."
+    "Overlap between tiles in voxels (default: the model's, 7 x 2^depth for a U-Net; else tile / 4)."
     memory_budget: float | None = None
     "Memory (GB) for tiles and activations during prediction (default 1)."
     write_halves: bool = False

@@ -59,7 +59,7 @@ def model_ndim(model: nn.Module, data_ndim: int) -> int:
 def build_grid(shape3: Sequence[int], ndim: int, plan: TilePlan, multiple: int) -> TileGrid:
     """Tile grid over ``(d, h, w)``; a 2D model gets one-section tiles without overlap in z."""
     if ndim == 3:
-        return make_grid(shape3, plan.tile, plan.overlap, multiple)
+        return make_grid(shape3, plan.shape(3), plan.overlap, multiple)
     return make_grid(shape3, (1, plan.tile, plan.tile), (0, plan.overlap, plan.overlap), (1, multiple, multiple))
 
 

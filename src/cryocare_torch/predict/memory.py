@@ -19,21 +19,23 @@ the z-slab buffers + one forward pass of a batch of tiles:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..tiling import round_down, round_up
+from ..tiling import plan_axis, round_down, round_up
 
 BYTES_PER_VOXEL_PER_CHANNEL = {torch.float32: 36.0, torch.bfloat16: 13.0, torch.float16: 13.0}
 FORWARD_FIXED_BYTES = 60 * 2**20
 """The part of a forward pass's peak that does not grow with the tile (measured 55 MB on CPU)."""
 LOOP_BYTES_PER_VOXEL = 24.0
 MAX_TILE = {2: 4096, 3: 160}
-"""Largest automatic tile edge: bigger 3D tiles bring little speed but thicker z-slabs in memory."""
+"""Largest automatic tile edge (3D: its z edge): bigger 3D tiles bring little speed but thicker z-slabs."""
+MAX_TILE_LATERAL = 256
+"""Largest automatic y/x edge of a 3D tile (its z edge can be smaller: :func:`choose_tiling`)."""
 MIN_TILE = {2: 64, 3: 32}
 """Smallest automatic tile edge: below it the overlap would eat most of each tile (a budget too small for the
 sections' area then gives this tile and an over-budget warning instead of a run that never ends)."""
@@ -82,6 +84,14 @@ class TilePlan:
     """True when even the smallest tile exceeds the budget (the caller should say so)."""
     min_overlap: int = 0
     """The model's halo (e.g. the radius of its Gaussian skip): an automatic overlap is never smaller."""
+    tile_z: int | None = None
+    """z edge of a 3D tile when thinner than ``tile`` (the y/x edge); None: cubic."""
+
+    def shape(self, ndim: int) -> tuple[int, ...]:
+        """Tile edges per model axis: ``(z, y, x)`` or ``(y, x)``."""
+        if ndim == 3:
+            return (self.tile_z or self.tile, self.tile, self.tile)
+        return (self.tile, self.tile)
 
     def halved(self, multiple: int) -> TilePlan | None:
         """Half the tile (for a retry after running out of GPU memory); None when already minimal."""
@@ -93,8 +103,10 @@ class TilePlan:
 
 
 def auto_overlap(tile: int, min_overlap: int = 0) -> int:
-    """A quarter of the tile, at least ``min_overlap`` (the model's halo), at most half the tile."""
-    return max(tile // 4, min(int(min_overlap), tile // 2))
+    """``min_overlap`` (the model's seam overlap and halo) where the model gives one, else a quarter of the tile;
+    at most half the tile. (A quarter of a large tile, 41 voxels of a 164 one, only cost compute: seams depend on
+    the overlap against the model's reach, not on the tile.)"""
+    return min(int(min_overlap), tile // 2) if min_overlap > 0 else tile // 4
 
 
 def model_halo(model: nn.Module) -> int:
@@ -150,21 +162,25 @@ def choose_tiling(
     nd = len(spatial_shape)
     shared = host_budget_bytes is None
 
-    def tile_vox(t: int) -> int:
-        return math.prod(min(t, round_up(s, multiple)) for s in spatial_shape)
+    def tile_vox(t: int, tz: int | None = None) -> int:
+        edges = ((tz or t),) + (t,) * (nd - 1) if nd == 3 else (t,) * nd
+        return math.prod(min(e, round_up(s, multiple)) for e, s in zip(edges, spatial_shape, strict=True))
 
-    def slab(t: int) -> float:
-        return slab_bytes_per_z * (min(t, round_up(spatial_shape[0], multiple)) if nd == 3 else 1)
+    def slab(t: int, tz: int | None = None) -> float:
+        return slab_bytes_per_z * (min(tz or t, round_up(spatial_shape[0], multiple)) if nd == 3 else 1)
 
-    def fits(t: int) -> bool:
-        act = tile_vox(t) * bytes_per_vox
+    def fits(t: int, tz: int | None = None) -> bool:
+        act = tile_vox(t, tz) * bytes_per_vox
         if host_budget_bytes is None:  # shared
-            return act + slab(t) <= budget_bytes
-        return act <= budget_bytes and slab(t) <= host_budget_bytes
+            return act + slab(t, tz) <= budget_bytes
+        return act <= budget_bytes and slab(t, tz) <= host_budget_bytes
 
     over = False
+    tile_z: int | None = None
     if tile_size is not None:
         tile = round_up(tile_size, multiple)
+    elif nd == 3 and overlap is None and (best := _best_3d_tile(spatial_shape, multiple, fits, min_overlap)):
+        tile_z, tile = best
     else:
         cap = min(round_up(max(spatial_shape), multiple), max(multiple, round_down(MAX_TILE[nd], multiple)))
         floor = min(cap, round_up(MIN_TILE[nd], multiple))
@@ -181,8 +197,40 @@ def choose_tiling(
                 f"predict.overlap ({ov}) must be smaller than the tile size ({tile}); lower --overlap or raise --tile"
             )
     if batch_size is None:
-        room = budget_bytes - (slab(tile) if shared else 0.0)
-        batch = min(max(1, int(room // max(1.0, tile_vox(tile) * bytes_per_vox))), MAX_BATCH)
+        room = budget_bytes - (slab(tile, tile_z) if shared else 0.0)
+        batch = min(max(1, int(room // max(1.0, tile_vox(tile, tile_z) * bytes_per_vox))), MAX_BATCH)
     else:
         batch = int(batch_size)
-    return TilePlan(tile, ov, batch, overlap is None, over, min_overlap)
+    return TilePlan(tile, ov, batch, overlap is None, over, min_overlap, tile_z if tile_z != tile else None)
+
+
+def _best_3d_tile(shape: Sequence[int], multiple: int, fits: Callable[[int, int], bool],
+                  min_overlap: int) -> tuple[int, int] | None:
+    """``(z edge, y/x edge)`` of the automatic 3D tile: of the tiles within the budget (the largest y/x edge for
+    each z edge), the one that computes the fewest voxels per voxel of data -- with the overlap it gets and the
+    tiling :func:`plan_axis` makes. The forward pass runs at the same rate per voxel from 52 to 144 voxels
+    (bench/RESULTS.md, "Tile size"), so this is the fastest. Where z-slabs dominate the budget (wide sections)
+    the best tile is thinner in z than in y/x, and a volume thinner than it gets the same tile: the same peak
+    memory from a thin to a deep tomogram. None when no tile of at least ``MIN_TILE`` fits."""
+    d = shape[0]
+    cap_z = min(round_up(d, multiple), max(multiple, round_down(MAX_TILE[3], multiple)))
+    cap_l = min(round_up(max(shape[1:]), multiple), max(multiple, round_down(MAX_TILE_LATERAL, multiple)))
+    floor = round_up(MIN_TILE[3], multiple)
+    best: tuple[float, int, int] | None = None
+    for tz in range(min(floor, cap_z), cap_z + 1, multiple):
+        lateral = cap_l
+        while lateral > max(tz, floor) and not fits(lateral, tz):
+            lateral -= multiple
+        if lateral < min(tz, cap_l) or not fits(lateral, tz):
+            continue
+        ov = auto_overlap(lateral, min_overlap)  # the overlap the plan will get
+        if any(n > t and ov >= t for n, t in zip(shape, (tz, lateral, lateral), strict=True)):
+            continue
+        computed = 1.0
+        for n, t in zip(shape, (tz, lateral, lateral), strict=True):
+            ax = plan_axis(n, t, ov, multiple)
+            computed *= ax.n * ax.tile
+        score = math.prod(shape) / computed
+        if best is None or score > best[0] * (1 + 1e-9):
+            best = (score, tz, lateral)
+    return None if best is None else (best[1], best[2])
