@@ -24,7 +24,7 @@ from cryocare_torch.predict import (
 )
 from cryocare_torch.predict.arrays import run_with_retry
 from cryocare_torch.predict.engine import TileTooLarge
-from cryocare_torch.predict.memory import slab_bytes_per_section
+from cryocare_torch.predict.memory import bytes_per_voxel, device_budget_bytes, slab_bytes_per_section
 from cryocare_torch.tiling import pad_end
 
 
@@ -180,6 +180,19 @@ def test_wide_sections_get_thin_tiles_and_the_same_memory_thin_or_deep() -> None
     assert plans[256][0].shape(3)[0] < plans[256][0].tile  # z-slabs dominate: thinner in z than in y/x
     peaks = [used for _, used in plans.values()]
     assert max(peaks) / min(peaks) < 1.05  # planned memory flat from 0.25 to 4 GB halves (cubic tiles: +20%)
+
+
+def test_automatic_flat_tiles_give_the_untiled_result() -> None:
+    model, x = TwoConvs(3), torch.randn(48, 160, 160)
+    shape = tuple(x.shape)
+    budget = device_budget_bytes(torch.device("cpu"), 0.05)
+    plan = choose_tiling(shape, 4, bytes_per_voxel(model, torch.float32), budget,
+                         slab_bytes_per_z=slab_bytes_per_section(shape, 1))
+    assert plan.shape(3)[0] < plan.tile < 160  # thinner in z than in y/x, several tiles per section
+    with torch.no_grad():
+        ref = model(x[None, None])[0, 0]
+    y = predict_tensor(model, x, memory_budget_gb=0.05)  # the same automatic plan
+    assert float((y - ref).abs().max()) < 1e-5
 
 
 def test_oom_retry_halves_the_tile_and_gives_up_cleanly() -> None:
