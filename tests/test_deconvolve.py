@@ -19,6 +19,7 @@ import torch
 
 from cryocare_torch.cli.main import main
 from cryocare_torch.predict.deconvolve import ctf_deconvolve, wiener_1d
+from cryocare_torch.predict.deconvolve_files import header_warnings
 
 H, M0, E, C = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
 
@@ -123,3 +124,12 @@ def test_cli_writes_the_deconvolved_tomogram_and_keeps_the_input(tmp_path: Path,
     _write(tmp_path / "novox.mrc", vol, 0.0)
     assert main(["deconvolve", str(tmp_path / "novox.mrc"), "--output", str(tmp_path / "x.mrc"), "--defocus", "3"]) != 0
     assert "--voxel-size" in capsys.readouterr().err and not (tmp_path / "x.mrc").exists()
+
+
+def test_header_labels_of_prepare_warn_about_the_wrong_filter() -> None:
+    flipped = ("cryocare-torch: normalised, aligned, CTF phaseflip views", "cryocare-torch predict")
+    assert any("--phase-flipped" in w for w in header_warnings(flipped, False))
+    assert header_warnings(flipped, True) == []
+    assert any("over-corrects" in w for w in header_warnings(("x", "cryocare-torch: normalised, aligned, CTF wiener "
+                                                                   "views"), False))
+    assert header_warnings(("cryocare-torch: normalised views",), False) == []

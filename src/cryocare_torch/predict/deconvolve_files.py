@@ -37,6 +37,19 @@ def tomogram_defocus(cfg: DeconvConfig, defocus_file: Path | None) -> tuple[floa
     return float(np.median(values)), header, f"median of {values.size} views in {defocus_file.name} ({table.source})"
 
 
+def header_warnings(labels: tuple[str, ...], phase_flipped: bool) -> list[str]:
+    """What the MRC labels written by ``cryocare prepare`` say against the chosen filter (one line each)."""
+    text = " ".join(labels)
+    out = []
+    if "CTF phaseflip" in text and not phase_flipped:
+        out.append("its header says the views were phase-flipped (cryocare prepare --ctf phaseflip); add "
+                   "--phase-flipped, or the reversed bands are flipped back")
+    if "CTF wiener" in text:
+        out.append("its header says the views were already Wiener-filtered (cryocare prepare --ctf wiener); "
+                   "deconvolving again over-corrects the CTF")
+    return out
+
+
 def deconvolve_file(input: Path, output: Path, cfg: DeconvConfig, *, defocus_file: Path | None = None,
                     voxel_size: float | None = None, overwrite: bool = False, log: Log = quiet) -> Path:
     """CTF-deconvolve the tomogram ``input`` into ``output`` (float32 MRC); the input is not modified."""
@@ -46,6 +59,8 @@ def deconvolve_file(input: Path, output: Path, cfg: DeconvConfig, *, defocus_fil
     defocus, header, source = tomogram_defocus(cfg, defocus_file)
     optics = resolve_optics(cfg.voltage_kv, cfg.cs_mm, cfg.amplitude_contrast, header)
     volume, meta = read_whole_volume(input, voxel_size)
+    for warning in header_warnings(meta.labels, cfg.phase_flipped):
+        log(f"warning: {input.name}: {warning}")
     px = float(meta.voxel_size[0])
     if not px > 0:
         raise DataError(f"{input}: the header has no voxel size; give --voxel-size (Angstrom)")
