@@ -9,6 +9,7 @@ Nyquist and the wavelength from CODATA constants -- not with the code under test
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import pytest
 import torch
 
 from cryocare_torch.cli.main import main
+from cryocare_torch.config import CryocareConfig, SimulateConfig
 from cryocare_torch.predict.deconvolve import ctf_deconvolve, wiener_1d
 from cryocare_torch.predict.deconvolve_files import header_warnings
+from cryocare_torch.workflows.demo import run_demo
 
 H, M0, E, C = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
 
@@ -133,3 +136,18 @@ def test_header_labels_of_prepare_warn_about_the_wrong_filter() -> None:
     assert any("over-corrects" in w for w in header_warnings(("x", "cryocare-torch: normalised, aligned, CTF wiener "
                                                                    "views"), False))
     assert header_warnings(("cryocare-torch: normalised views",), False) == []
+
+
+def test_demo_compares_plain_wedge_and_deconvolved_against_the_object(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    sim = SimulateConfig(shape=(32, 64, 64), seed=3, tilt_step=10.0, n_membranes=1, n_filaments=1, n_complexes=2)
+    cfg = CryocareConfig.model_validate({"patches": {"patch_size": 32, "n_patches": 8},
+                                         "train": {"epochs": 1, "batch_size": 2, "num_threads": 2}})
+    run_demo(tmp_path, cfg, minutes=0.05, simulation=sim, missing_wedge=True)
+    scores = json.loads((tmp_path / "demo_modes.json").read_text())["scores_against_object"]
+    assert set(scores) == {"plain", "missing wedge", "plain + CTF deconvolution", "missing wedge + CTF deconvolution"}
+    assert all(-1 <= s["correlation"] <= 1 for s in scores.values())
+    assert (tmp_path / "demo_modes.png").stat().st_size > 10_000 and (tmp_path / "restored_wedge.mrc").is_file()
+    with mrcfile.open(tmp_path / "restored_wedge.mrc") as m:
+        assert m.data.shape == (32, 64, 64)
+    assert "against the true object" in capsys.readouterr().out
