@@ -208,10 +208,12 @@ def _best_3d_tile(shape: Sequence[int], multiple: int, fits: Callable[[int, int]
                   min_overlap: int) -> tuple[int, int] | None:
     """``(z edge, y/x edge)`` of the automatic 3D tile: of the tiles within the budget (the largest y/x edge for
     each z edge), the one that computes the fewest voxels per voxel of data -- with the overlap it gets and the
-    tiling :func:`plan_axis` makes. The forward pass runs at the same rate per voxel from 52 to 144 voxels
-    (bench/RESULTS.md, "Tile size"), so this is the fastest. Where z-slabs dominate the budget (wide sections)
-    the best tile is thinner in z than in y/x, and a volume thinner than it gets the same tile: the same peak
-    memory from a thin to a deep tomogram. None when no tile of at least ``MIN_TILE`` fits."""
+    tiling :func:`plan_axis` makes. The forward pass's rate per voxel differs by at most ~25% between these tile
+    shapes, with no trend that held from one run to the next (bench/RESULTS.md, "Tile size", "Forward-pass
+    rate"), so this is about the fastest; counting the rate would give thin and deep volumes different memory.
+    Where z-slabs dominate the budget (wide sections) the best tile is thinner in z than in y/x, and a volume
+    thinner than it gets the same tile: the same peak memory from a thin to a deep tomogram. None when no tile
+    of at least ``MIN_TILE`` fits."""
     d = shape[0]
     cap_z = min(round_up(d, multiple), max(multiple, round_down(MAX_TILE[3], multiple)))
     cap_l = min(round_up(max(shape[1:]), multiple), max(multiple, round_down(MAX_TILE_LATERAL, multiple)))
