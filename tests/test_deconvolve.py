@@ -22,6 +22,7 @@ from cryocare_torch.cli.main import main
 from cryocare_torch.config import CryocareConfig, SimulateConfig
 from cryocare_torch.predict.deconvolve import ctf_deconvolve, wiener_1d
 from cryocare_torch.predict.deconvolve_files import header_warnings
+from cryocare_torch.simulate import write_dataset
 from cryocare_torch.workflows.demo import run_demo
 
 H, M0, E, C = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
@@ -147,7 +148,40 @@ def test_demo_compares_plain_wedge_and_deconvolved_against_the_object(tmp_path: 
     scores = json.loads((tmp_path / "demo_modes.json").read_text())["scores_against_object"]
     assert set(scores) == {"plain", "missing wedge", "plain + CTF deconvolution", "missing wedge + CTF deconvolution"}
     assert all(-1 <= s["correlation"] <= 1 for s in scores.values())
+    assert 0 < json.loads((tmp_path / "demo_modes.json").read_text())["correlation_without_z_profile"] < 1
     assert (tmp_path / "demo_modes.png").stat().st_size > 10_000 and (tmp_path / "restored_wedge.mrc").is_file()
     with mrcfile.open(tmp_path / "restored_wedge.mrc") as m:
         assert m.data.shape == (32, 64, 64)
     assert "against the true object" in capsys.readouterr().out
+
+
+def test_denoise_with_a_defocus_file_deconvolves_its_restoration(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """One command, wedge then CTF: the simulator's .mdoc carries SerialEM's Defocus (negative = under), which
+    ``denoise --defocus-file`` reads; the output is the CTF-deconvolved restoration, kept beside it unfiltered."""
+    sim = SimulateConfig(shape=(32, 64, 64), seed=5, tilt_step=10.0, n_membranes=1, n_filaments=1, n_complexes=2,
+                         defocus_um=2.5, defocus_spread_um=0.4)
+    paths = write_dataset(sim, tmp_path / "sim")
+    mdoc = paths["mdoc"].read_text()
+    readouts = [float(line.split("=")[1]) for line in mdoc.splitlines() if line.startswith("Defocus =")]
+    assert len(readouts) == 13 and all(-2.9 <= d <= -2.1 for d in readouts) and len(set(readouts)) > 1
+    out = tmp_path / "out" / "tomo.mrc"
+    before = hashlib.sha256(paths["mdoc"].read_bytes()).hexdigest()
+    assert main(["denoise", "--even", str(paths["tomo_even"]), "--odd", str(paths["tomo_odd"]), "--output", str(out),
+                 "--defocus-file", str(paths["mdoc"]), "--missing-wedge", "-60", "60", "--threads", "2",
+                 "--set", "patches.patch_size=32", "--set", "patches.n_patches=8", "--set", "train.epochs=1",
+                 "--set", "train.batch_size=2"]) == 0
+    assert hashlib.sha256(paths["mdoc"].read_bytes()).hexdigest() == before
+    restored = out.with_name("tomo_restored.mrc")
+    with mrcfile.open(restored) as m:
+        rest, voxel = m.data.copy(), float(m.voxel_size.x)
+    with mrcfile.open(out) as m:
+        got = m.data.copy()
+    expected = ctf_deconvolve(torch.from_numpy(rest), voxel, float(np.median(-np.array(readouts)))).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4 * float(np.abs(expected).max()))
+    assert f"median of {len(readouts)} views in tilts.mdoc" in capsys.readouterr().err
+    # both kinds of defocus: one line before any training, nothing written
+    assert main(["denoise", "--even", str(paths["tomo_even"]), "--odd", str(paths["tomo_odd"]), "--output",
+                 str(tmp_path / "x.mrc"), "--defocus", "3", "--defocus-file", str(paths["mdoc"])]) == 2
+    err = capsys.readouterr().err
+    assert "not both" in err and "Traceback" not in err and not (tmp_path / "x_model").exists()

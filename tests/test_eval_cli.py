@@ -125,7 +125,12 @@ def test_evaluate_writes_metrics_and_figures(tmp_path: Path, capsys: pytest.Capt
     assert m["baselines"]["median"]["tuned"] and m["voxel_size_angstrom"] == 8.0
     assert set(m["downstream"]["best"]) == {"raw average", "cryocare-torch"} and m["downstream"]["n_centres"] == 4
     directional = m["directional_fsc_truth"]
-    assert set(directional) == {"raw average", "cryocare-torch"}
+    assert set(directional) == {"raw average", "cryocare-torch", "truth less its z profile"}
+    # the truth less its mean over each z section, on the central region (10% border)
+    t = read_volume(f["tomo_clean"])[0].astype(np.float64)
+    sl = tuple(slice(n // 10, n - n // 10) for n in t.shape)
+    expected = np.corrcoef((t - t.mean(axis=(1, 2), keepdims=True))[sl].ravel(), t[sl].ravel())[0, 1]
+    assert directional["truth less its z profile"]["correlation"] == pytest.approx(expected, abs=1e-5)
     assert directional["cryocare-torch"]["correlation"] > directional["raw average"]["correlation"]
     assert directional["raw average"]["ratio_z_over_x_0_5"] > 0 and directional["raw average"]["half_angle_deg"] == 30
     for name in m["figures"].values():

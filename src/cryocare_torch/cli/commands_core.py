@@ -148,6 +148,9 @@ def denoise(
     model_dir: Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    defocus: float | None = None,
+    defocus_file: Path | None = None,
+    phase_flipped: bool = False,
     train_opts: TrainOptions | None = None,
     predict_opts: PredictOptions | None = None,
     runtime: RuntimeOptions | None = None,
@@ -156,6 +159,8 @@ def denoise(
     """Train on the pairs and restore them in one go.
 
     Example: cryocare denoise --even E.mrc --odd O.mrc --output OUT.mrc --max-minutes 15
+
+    Past the reconstruction's limits (missing wedge, then CTF): add --missing-wedge -60 60 --defocus 3
 
     Parameters
     ----------
@@ -171,10 +176,24 @@ def denoise(
         Replace existing outputs.
     resume
         Continue an interrupted training in model_dir.
+    defocus
+        Underfocus (um): CTF-deconvolve each restoration afterwards as 'cryocare deconvolve' does (default
+        settings, or the config's deconvolve section); OUTPUT then holds the deconvolved tomogram and
+        OUTPUT_restored.mrc the restoration before it.
+    defocus_file
+        Instead of --defocus: the series' defocus file (CTFFIND4, AreTomo _CTF.txt, IMOD .defocus, .mdoc); its
+        median is used.
+    phase_flipped
+        The halves were reconstructed from phase-flipped views (prepare --ctf phaseflip): deconvolve with |CTF|.
     """
     config = build_config(cfg, train_opts, predict_opts, runtime)
+    if defocus is not None:
+        config.deconvolve.defocus = defocus
+    if phase_flipped:
+        config.deconvolve.phase_flipped = True
     outs = api.denoise(
-        _pairs(even, odd), output, config, model_dir=model_dir, overwrite=overwrite, resume=resume, log=_log
+        _pairs(even, odd), output, config, model_dir=model_dir, defocus_file=defocus_file, overwrite=overwrite,
+        resume=resume, log=_log,
     )
     for out in outs:
         print(f"wrote {out}")

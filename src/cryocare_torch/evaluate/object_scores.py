@@ -9,6 +9,11 @@ least-squares ``a * x + b`` (:func:`cryocare_torch.evaluate.metrics.affine_fit`)
 * ``psnr`` (dB) and ``ssim`` -- :func:`~cryocare_torch.evaluate.metrics.psnr` / ``ssim`` of the fitted volume,
   with the object's range over the region as the data range;
 * ``scale``, ``offset`` -- the fit itself.
+
+What no tilt series measures: the object's mean over each z section, ``z_profile`` (its spectrum's line
+``kx = ky = 0``, inside the missing wedge of any tilt range short of +-90 degrees; for a lamella the ice slab
+against the vacuum around it). :func:`z_profile_bound` is the correlation of the object with the object less that
+profile, the score a restoration that got everything else exactly right would reach without inventing it.
 """
 
 from __future__ import annotations
@@ -52,3 +57,15 @@ def directional_table(volumes: dict[str, ArrayLike], obj: ArrayLike, *, voxel_si
     return {name: {"correlation": correlation(v, obj)}
             | directional_resolution(v, obj, voxel_size=voxel_size, soft_edge=soft_edge)
             for name, v in volumes.items()}
+
+
+def z_profile(obj: ArrayLike) -> np.ndarray:
+    """Mean of ``obj`` over each z section (shape ``(d, 1, 1)``): its spectrum on the line ``kx = ky = 0``."""
+    return _numpy64(obj).mean(axis=(-2, -1), keepdims=True)
+
+
+def z_profile_bound(obj: ArrayLike, *, region: Region = None) -> float:
+    """Correlation of ``obj`` with ``obj - z_profile(obj)`` over the scoring region: at most what a restoration
+    from tilts within +-90 degrees reaches without inventing the unmeasured z profile (module docstring)."""
+    o = _numpy64(obj)
+    return correlation(o - z_profile(o), o, region=region)

@@ -14,7 +14,8 @@ centres) :func:`evaluate_run` computes
   :mod:`.scoring`);
 * with a truth, the directional resolution against it (:mod:`cryocare_torch.evaluate.directional`: the FSC in
   a 30-degree cone around z and around x, and their ratio) and the correlation, for raw average and restored --
-  give ``object.mrc`` of a simulated dataset as the truth to see how much of the missing wedge was filled;
+  give ``object.mrc`` of a simulated dataset as the truth to see how much of the missing wedge was filled -- and
+  for the truth less its z profile (:data:`TRUTH_NO_Z`), the score of a restoration that invents nothing;
 * with labels and centres, the downstream detection check raw vs restored
   (:func:`cryocare_torch.evaluate.detection.downstream_comparison`);
 * the training history (``history.json`` of the model folder) when it can be found,
@@ -45,7 +46,7 @@ from ..errors import CheckpointError
 from ..evaluate.detection import best_rows, default_max_distance, downstream_comparison, plot_precision_recall
 from ..evaluate.fsc import fsc
 from ..evaluate.fsc_truth import RESTORED_HALVES_NOTE
-from ..evaluate.object_scores import directional_table
+from ..evaluate.object_scores import directional_table, z_profile
 from ..evaluate.plots import loss_curve, plot_estimated_fsc_truth, plot_fsc, slices_figure
 from ..io.atomic import atomic_write_json, check_output
 from ..io.mrc import read_volume
@@ -62,6 +63,8 @@ PLANES = ("xy", "xz", "yz")
 FILES = {"metrics": "metrics.json", "slices": "slices.png", "slices_baselines": "slices_baselines.png",
          "fsc": "fsc.png", "fsc_truth": "fsc_truth.png", "loss": "loss.png", "precision_recall": "precision_recall.png"}
 RESTORED = "cryocare-torch"
+TRUTH_NO_Z = "truth less its z profile"
+"""The truth less its mean over each z section, which no tilt series measures (:func:`.object_scores.z_profile`)."""
 
 
 def versions() -> dict[str, str]:
@@ -226,8 +229,9 @@ def _fsc_part(inputs: RunInputs, restored: np.ndarray, truth: np.ndarray | None,
     t0 = time.perf_counter()
     say("FSC curves ...")
     curves = _fsc_curves(inputs, raw, e, o, restored, truth, voxel_size, opts.soft_edge)
-    directional = None if truth is None else directional_table(
-        {"raw average": raw, RESTORED: restored}, truth, voxel_size=voxel_size, soft_edge=opts.soft_edge)
+    directional = None if truth is None else directional_table(  # the last: what no tilt series measures
+        {"raw average": raw, RESTORED: restored, TRUTH_NO_Z: truth - z_profile(truth)}, truth,
+        voxel_size=voxel_size, soft_edge=opts.soft_edge)
     seconds["fsc"] = time.perf_counter() - t0
     if "restored halves" not in curves:
         notes.append("No restored halves found (write them with 'cryocare predict --write-halves'); "

@@ -121,7 +121,8 @@ def format_mdoc(
     """A minimal SerialEM-style .mdoc: one ``[ZValue = i]`` section per tilt of the angle-sorted stack.
 
     ``DateTime`` follows the acquisition order (one tilt per minute), ``PriorRecordDose`` the dose
-    received before the tilt.
+    received before the tilt, ``Defocus`` the tilt's true underfocus with SerialEM's sign (negative = under;
+    left out without a CTF), so that ``cryocare deconvolve --defocus-file`` and ``prepare`` can read it.
     """
     start = _dt.datetime(2025, 1, 1, 10, 0, 0)
     out = io.StringIO()
@@ -134,6 +135,8 @@ def format_mdoc(
         out.write(f"TiltAngle = {angle:.2f}\n")
         out.write(f"ExposureDose = {ts.dose_per_tilt:g}\n")
         out.write(f"PriorRecordDose = {float(ts.prior_dose[i]):g}\n")
+        if ts.defocus_um is not None:
+            out.write(f"Defocus = {-float(ts.defocus_um[i]):.4g}\n")
         out.write(f"PixelSpacing = {ts.pixel_size:g}\n")
         out.write(f"NumSubFrames = {ts.n_frames}\n")
         out.write(f"SubFramePath = {frame_paths[i]}\n")

@@ -12,9 +12,12 @@ from pathlib import Path
 from ..config import CryocareConfig
 from ..errors import ConfigError
 from ..io.atomic import check_output
+from ..io.defocus import read_defocus_file
 from ..io.halves import pair_stem, validate_pairs
 from ..io.volumes import read_volume_meta
+from ..logs import quiet
 from ..predict import predict_files
+from ..predict.deconvolve_files import deconvolve_file
 from ..train import train as _train
 
 PathLike = str | Path
@@ -77,6 +80,11 @@ def predict(
     )
 
 
+def restored_path(out: Path) -> Path:
+    """Where ``denoise`` keeps the restoration before CTF deconvolution when ``out`` receives the deconvolved one."""
+    return out.with_name(f"{out.stem}_restored{out.suffix or '.mrc'}")
+
+
 def denoise(
     pairs: Sequence[Pair],
     output: PathLike | Sequence[PathLike],
@@ -84,18 +92,28 @@ def denoise(
     *,
     model_dir: PathLike | None = None,
     max_minutes: float | None = None,
+    defocus_file: PathLike | None = None,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Train on all pairs, then restore each one. Inputs and outputs are checked before training."""
+    """Train on all pairs, then restore each one. Inputs and outputs are checked before training.
+
+    With a defocus (``config.deconvolve.defocus`` or ``defocus_file``) each restoration is then CTF-deconvolved
+    (:func:`cryocare_torch.predict.deconvolve_files.deconvolve_file`): the output holds the deconvolved tomogram
+    and :func:`restored_path` (``<output>_restored.mrc``) the restoration before it."""
     cfg = (config or CryocareConfig()).model_copy(deep=True)
     if max_minutes is not None:
         cfg.train.max_minutes = max_minutes
+    deconv = cfg.deconvolve.defocus is not None or defocus_file is not None
+    if cfg.deconvolve.defocus is not None and defocus_file is not None:
+        raise ConfigError("give either --defocus (one value) or --defocus-file, not both")
     checked = validate_pairs(pairs)
     outs = output_paths(checked, output)
     inputs = [p for pair in checked for p in pair]
+    if defocus_file is not None:
+        inputs.append(Path(defocus_file))
     for out, (even, _) in zip(outs, checked, strict=True):
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,10 +121,18 @@ def denoise(
         for s in read_volume_meta(even).shape:
             n_vox *= s
         factor = (3 if cfg.predict.write_halves else 1) * (2 if cfg.predict.output_dtype == "float16" else 4)
-        check_output(out, overwrite=overwrite, inputs=inputs, nbytes=n_vox * factor)
+        for path in [out, restored_path(out)] if deconv else [out]:
+            check_output(path, overwrite=overwrite, inputs=inputs, nbytes=n_vox * factor)
+    if defocus_file is not None:  # an unreadable defocus file fails now, not after training
+        read_defocus_file(Path(defocus_file))
     mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
     best = train(checked, mdir, cfg, resume=resume, overwrite=overwrite and not resume, progress=progress, log=log)
-    return [
-        predict(best, even, odd, out, cfg, overwrite=overwrite, progress=progress, log=log)
-        for out, (even, odd) in zip(outs, checked, strict=True)
-    ]
+    done = []
+    for out, (even, odd) in zip(outs, checked, strict=True):
+        restored = predict(best, even, odd, restored_path(out) if deconv else out, cfg, overwrite=overwrite,
+                           progress=progress, log=log)
+        if deconv:
+            deconvolve_file(restored, out, cfg.deconvolve, defocus_file=None if defocus_file is None
+                            else Path(defocus_file), overwrite=overwrite, log=log or quiet)
+        done.append(out)
+    return done
