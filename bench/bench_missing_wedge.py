@@ -7,7 +7,8 @@ and ``cryocare predict`` in fresh subprocesses (wall time and peak resident memo
 against ``object.mrc``: Pearson correlation and PSNR/SSIM after the affine fit (central region without a 10%
 border), and the conical FSC (30-degree cones around z and x) with its z/x ratio. The first row scores the
 object less its mean over each z section (the ice slab against the vacuum: the spectrum's kx = ky = 0 line,
-which no tilt range short of +-90 degrees measures): what a restoration that got all else exactly right reaches.
+which no tilt range short of +-90 degrees measures): what a restoration that got all else exactly right reaches;
+"corr. without z profiles" is the correlation once that profile is taken from both the volume and the object.
 Each volume is also scored after ``cryocare deconvolve`` (CTF Wiener filter at the simulated defocus, default
 strength and falloff): the "+ CTF deconvolution" rows (``--no-deconvolve`` leaves them out).
 
@@ -51,12 +52,12 @@ def cryocare(*args: str) -> list[str]:
 
 def scores(volume_path: Path, obj_path: Path) -> dict[str, float]:
     from cryocare_torch.evaluate.directional import directional_resolution
-    from cryocare_torch.evaluate.object_scores import score_against_object
+    from cryocare_torch.evaluate.object_scores import correlation, score_against_object, z_profile
     from cryocare_torch.io.mrc import read_volume
 
     vol, meta = read_volume(volume_path)
     obj, _ = read_volume(obj_path)
-    out = score_against_object(vol, obj)
+    out = score_against_object(vol, obj) | {"corr_no_z": correlation(vol - z_profile(vol), obj - z_profile(obj))}
     d = directional_resolution(vol, obj, voxel_size=float(meta.voxel_size[0]))
     return out | {"z_0_5": d["z"]["res_0_5_nm"], "x_0_5": d["x"]["res_0_5_nm"], "z_0_143": d["z"]["res_0_143_nm"],
                   "x_0_143": d["x"]["res_0_143_nm"], "ratio_0_5": d["ratio_z_over_x_0_5"],
@@ -130,15 +131,16 @@ def main() -> None:
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
-    head = ("| volume | corr. with object | PSNR (dB) | SSIM | FSC-0.5 z / x (nm) | z/x ratio 0.5 | "
-            "FSC-0.143 z / x (nm) | train s / MB | predict s / MB | steps |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| volume | corr. with object | corr. without z profiles | PSNR (dB) | SSIM | FSC-0.5 z / x (nm) | "
+            "z/x ratio 0.5 | FSC-0.143 z / x (nm) | train s / MB | predict s / MB | steps |")
+    lines = [head, "|" + "---|" * 11]
     for name, r in rows.items():
         run_cols = (f"{r['train_s']:.0f} / {r['train_mb']:.0f} | {r['predict_s']:.0f} / {r['predict_mb']:.0f} | "
                     f"{r['steps']:.0f}") if "train_s" in r else "- | - | -"
         if "deconv_s" in r:
             run_cols = f"- | deconvolve {r['deconv_s']:.0f} / {r['deconv_mb']:.0f} | -"
-        lines.append(f"| {name} | {r['correlation']:.3f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['z_0_5']:.2f} / "
+        lines.append(f"| {name} | {r['correlation']:.3f} | {r['corr_no_z']:.3f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+                     f"{r['z_0_5']:.2f} / "
                      f"{r['x_0_5']:.2f} | {r['ratio_0_5']:.2f} | {r['z_0_143']:.2f} / {r['x_0_143']:.2f} | "
                      f"{run_cols} |")
     return "\n".join(lines)

@@ -34,6 +34,8 @@ def test_defaults() -> None:
     pc = PatchConfig()
     assert (pc.resolved_patch_size(3), pc.resolved_n_patches(3)) == (64, 1200)
     assert (pc.resolved_patch_size(2), pc.resolved_n_patches(2)) == (128, 1000)
+    cpu = [pc.resolved_patch_size(3, "cpu"), pc.resolved_patch_size(3, "cpu", missing_wedge=True)]
+    assert cpu + [pc.resolved_patch_size(3, "cuda", missing_wedge=True)] == [32, 48, 64]
     assert pc.val_fraction == 0.1
 
 

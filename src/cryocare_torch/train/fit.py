@@ -105,7 +105,7 @@ def _start(out: Path, config: CryocareConfig | None, resume: bool | str | Path, 
 def _resolved_patches(cfg: CryocareConfig, ndim: int, device_type: str) -> tuple[CryocareConfig, int]:
     """The patch size used, checked against the U-Net depth, and the configuration recording it."""
     pc = cfg.patches
-    patch_size = pc.resolved_patch_size(ndim, device_type)
+    patch_size = pc.resolved_patch_size(ndim, device_type, missing_wedge=cfg.train.missing_wedge is not None)
     if patch_size % 2**cfg.model.depth:
         raise ConfigError(
             f"patches.patch_size {patch_size} must be a multiple of 2**model.depth = {2**cfg.model.depth}"
