@@ -12,12 +12,11 @@ from pathlib import Path
 from ..config import CryocareConfig
 from ..errors import ConfigError
 from ..io.atomic import check_output
-from ..io.defocus import read_defocus_file
 from ..io.halves import pair_stem, validate_pairs
 from ..io.volumes import read_volume_meta
 from ..logs import quiet
 from ..predict import predict_files
-from ..predict.deconvolve_files import deconvolve_file
+from ..predict.deconvolve_files import deconvolve_file, tomogram_defocus
 from ..train import train as _train
 
 PathLike = str | Path
@@ -106,14 +105,15 @@ def denoise(
     cfg = (config or CryocareConfig()).model_copy(deep=True)
     if max_minutes is not None:
         cfg.train.max_minutes = max_minutes
-    deconv = cfg.deconvolve.defocus is not None or defocus_file is not None
-    if cfg.deconvolve.defocus is not None and defocus_file is not None:
-        raise ConfigError("give either --defocus (one value) or --defocus-file, not both")
+    dfile = None if defocus_file is None else Path(defocus_file)
+    deconv = cfg.deconvolve.defocus is not None or dfile is not None
+    if deconv:  # both kinds, or an unreadable defocus file, fail now rather than after training
+        tomogram_defocus(cfg.deconvolve, dfile)
     checked = validate_pairs(pairs)
     outs = output_paths(checked, output)
     inputs = [p for pair in checked for p in pair]
-    if defocus_file is not None:
-        inputs.append(Path(defocus_file))
+    if dfile is not None:
+        inputs.append(dfile)
     for out, (even, _) in zip(outs, checked, strict=True):
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,8 +123,6 @@ def denoise(
         factor = (3 if cfg.predict.write_halves else 1) * (2 if cfg.predict.output_dtype == "float16" else 4)
         for path in [out, restored_path(out)] if deconv else [out]:
             check_output(path, overwrite=overwrite, inputs=inputs, nbytes=n_vox * factor)
-    if defocus_file is not None:  # an unreadable defocus file fails now, not after training
-        read_defocus_file(Path(defocus_file))
     mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
     best = train(checked, mdir, cfg, resume=resume, overwrite=overwrite and not resume, progress=progress, log=log)
     done = []
@@ -132,7 +130,6 @@ def denoise(
         restored = predict(best, even, odd, restored_path(out) if deconv else out, cfg, overwrite=overwrite,
                            progress=progress, log=log)
         if deconv:
-            deconvolve_file(restored, out, cfg.deconvolve, defocus_file=None if defocus_file is None
-                            else Path(defocus_file), overwrite=overwrite, log=log or quiet)
+            deconvolve_file(restored, out, cfg.deconvolve, defocus_file=dfile, overwrite=overwrite, log=log or quiet)
         done.append(out)
     return done
