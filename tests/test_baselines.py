@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -93,9 +91,7 @@ def test_nad_constant_unchanged_and_mean_conserved(mode: str, step: tuple[torch.
 
 def test_nad_keeps_edges_sharper_than_gaussian(step: tuple[torch.Tensor, torch.Tensor]) -> None:
     clean, noisy = step
-    t0 = time.perf_counter()
-    out = nad(noisy, iterations=10)
-    assert time.perf_counter() - t0 < 30  # ~0.5 s on a free CPU core
+    out = nad(noisy, iterations=10)  # (its speed is a benchmark's business, not a test's)
     noise_left = _flat_noise(out)
     assert noise_left < 0.5 * _flat_noise(noisy)  # noise variance drops (here >4x)
     # the Gaussian that removes as much noise blurs the edge more

@@ -93,12 +93,14 @@ def test_identity_2d_image_and_stack_is_exact(shape: tuple[int, ...], ndim: int)
 @pytest.mark.parametrize("ndim,shape", [(3, (20, 36, 44)), (2, (45, 70))])
 def test_conv_tiled_equals_untiled_when_margin_covers_receptive_field(ndim: int, shape: tuple[int, ...]) -> None:
     # Blending drops the third of each overlap nearest a tile edge, so overlap 8 (margin 2) covers the
-    # receptive-field radius 2 of two 3x3 convs: tiled == untiled everywhere (borders of the data are
-    # tile borders too, with the same zero padding).
+    # receptive-field radius 2 of two 3x3 convs: tiled == untiled everywhere. Untiled means what a single tile
+    # sees: the data reflect-padded at the end to a multiple of 4 (the last tiles, on the multiple-of-4 grid,
+    # end there too), then zero padding.
     model = TwoConvs(ndim)
     x = torch.randn(shape)
     with torch.no_grad():
-        ref = model(x[None, None])[0, 0]
+        ref = model(pad_end(x, [-(-n // 4) * 4 for n in shape])[None, None])[0, 0]
+        ref = ref[tuple(slice(0, n) for n in shape)]
     y = predict_tensor(model, x, tile_size=16, overlap=8, batch_size=4)
     assert float((y - ref).abs().max()) < 1e-5
     # the check is sensitive: with overlap 4 (margin 1 < radius 2) tile edges leak into the result
@@ -340,3 +342,89 @@ def test_gaussian_skip_model_has_no_seams_and_overlap_covers_its_halo() -> None:
     ref = gaussian_smooth(vol, (3.0, 3.0, 3.0))
     out = predict_tensor(model, vol, tile_size=64, dtype=torch.float32)
     assert float((out - ref).pow(2).mean().sqrt()) < 0.01 * float(ref.std())
+
+
+class PlusRamp(Identity):
+    """Adds the tile's own coordinate along one axis: a network error that does not follow a flip."""
+
+    def __init__(self, axis: int, ndim: int = 3) -> None:
+        super().__init__(ndim)
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[self.axis]
+        shape = [1] * x.dim()
+        shape[self.axis] = n
+        return x + torch.arange(n, dtype=x.dtype).reshape(shape)
+
+
+@pytest.mark.parametrize(("ndim", "axis"), [(3, -1), (3, -2), (3, -3), (2, -1), (2, -2)])
+def test_average_flips_undoes_each_flip_and_averages(ndim: int, axis: int) -> None:
+    # 3D group {none, y, zx, zyx} (2D: {none, y, x, yx}): every axis is flipped in 2 of the 4 passes, so a ramp i
+    # along it averages to (i + (n - 1 - i)) / 2 = (n - 1) / 2 everywhere; without flips the ramp stays
+    from cryocare_torch.predict.engine import Forward
+
+    shape = (2, 8, 12, 16) if ndim == 3 else (2, 1, 12, 16)
+    x = torch.randn(shape)
+    n = shape[axis]
+    fwd = Forward(PlusRamp(axis, ndim), ndim, torch.device("cpu"), torch.float32, 2, average_flips=True)
+    np.testing.assert_allclose(fwd(x).numpy(), (x + (n - 1) / 2).numpy(), atol=1e-5)
+    plain = Forward(PlusRamp(axis, ndim), ndim, torch.device("cpu"), torch.float32, 2)
+    ramp = torch.arange(n, dtype=torch.float32).reshape([n if i == len(shape) + axis else 1
+                                                         for i in range(len(shape))])
+    np.testing.assert_allclose(plain(x).numpy(), (x + ramp).numpy(), atol=1e-5)
+
+
+def test_average_flips_keeps_an_equivariant_network_and_reaches_the_files(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    even, odd, e, o = pair
+    out = predict_files(bundle(Identity(3)), even, odd, tmp_path / "den.mrc", fast(average_flips=True),
+                        progress=False)
+    np.testing.assert_allclose(read_volume(out)[0], 0.5 * (e + o), atol=1e-5)  # identity commutes with flips
+    ramp = predict_files(bundle(PlusRamp(-1)), even, odd, tmp_path / "ramp.mrc", fast(average_flips=True),
+                         overwrite=True, progress=False)
+    got = read_volume(ramp)[0] - 0.5 * (e + o)
+    # every tile's ramp became the constant (16 - 1) / 2 (in normalised units), and a blend of equal constants is
+    # that constant: no trace of the ramp is left across the volume
+    assert np.ptp(got) < 1e-3 * np.std(e)
+
+
+def test_tiles_start_on_the_unets_pooling_grid_so_any_plan_gives_the_untiled_result() -> None:
+    # A U-Net pools 2x2 blocks: it is equivariant only to shifts by 2**depth. Spread evenly, the tiles of this plan
+    # would start at 0, 37, 74 (off the grid); on it (0, 28, 56, 84) every tile's interior is the untiled result,
+    # and with the overlap's middle third beyond the network's reach (30 > its radius) so is every voxel.
+    from cryocare_torch.config import ModelConfig
+    from cryocare_torch.model import build_model
+
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(depth=2, n_first=4, gaussian_skip=False), 2).eval()
+    for p in model.parameters():  # weights that pass signal on (the default init nearly silences this net)
+        nn.init.normal_(p, std=(2.0 / p[0].numel()) ** 0.5 if p.dim() > 1 else 0.0)
+    img = torch.randn(202, 202)
+    untiled = predict_tensor(model, img, tile_size=256, overlap=0, batch_size=1)
+    tiled = predict_tensor(model, img, tile_size=128, overlap=90, batch_size=4)
+    assert float((tiled - untiled).abs().max()) < 1e-5 * float(untiled.abs().max())
+    with torch.no_grad():  # the test has teeth: off the pooling grid the same network gives another output
+        shifted = model(img[None, None, 2:122, 2:122])[0, 0]
+        aligned = model(img[None, None, 4:124, 4:124])[0, 0]
+        ref = model(pad_end(img, (204, 204))[None, None])[0, 0]
+    spread = float(ref.std())
+    assert float((aligned[30:90, 30:90] - ref[34:94, 34:94]).abs().max()) < 1e-5 * spread
+    assert float((shifted[30:90, 30:90] - ref[32:92, 32:92]).abs().max()) > 0.1 * spread
+
+
+def test_a_missing_wedge_model_gets_the_wider_seam_overlap(tmp_path: Path, pair) -> None:  # type: ignore[no-untyped-def]
+    # wedge-mode models fill low frequencies from further away: 9 voxels per U-Net level instead of 7
+    # (bench/RESULTS.md, "Seams of a missing-wedge model")
+    from cryocare_torch.config import CryocareConfig, ModelConfig, TrainConfig
+    from cryocare_torch.model import build_model
+
+    even, odd, _, _ = pair
+    seen = {}
+    for wedge in (None, (-60.0, 60.0)):
+        cfg = CryocareConfig(model=ModelConfig(depth=2, n_first=4), train=TrainConfig(missing_wedge=wedge))
+        ck = SimpleNamespace(model=build_model(cfg.model, 3), ndim=3, normalization=None, config=cfg)
+        logs: list[str] = []
+        predict_files(ck, even, odd, tmp_path / "den.mrc", PredictConfig(device="cpu", num_threads=1, tile_size=96),
+                      overwrite=True, progress=False, log=logs.append)
+        seen[wedge is not None] = next(line for line in logs if line.startswith("tiles "))
+    assert "overlap 28," in seen[False] and "overlap 36," in seen[True]

@@ -59,10 +59,12 @@ def test_tiles_cover_every_voxel_and_blend_weights_sum_to_one(case) -> None:  # 
     inner = tuple(slice(0, n) for n in shape)
     assert covered[inner].min() >= 1
     np.testing.assert_allclose(weight[inner], 1.0, rtol=0, atol=1e-6)
-    for a, m in zip(grid.axes, mults, strict=True):
+    for a, t, o, m in zip(grid.axes, tiles, overlaps, mults, strict=True):
         assert a.tile % m == 0 and a.padded >= a.length
         if a.n > 1:  # neighbours share at least the requested overlap
-            assert all(a.overlaps(i)[1] >= 0 for i in range(a.n))
+            assert all(a.overlaps(i)[1] >= o for i in range(a.n - 1))
+            if -(-t // m) * m - o >= m:  # room for aligned starts: on the U-Net's pooling grid, ending < m past
+                assert all(s % m == 0 for s in a.starts) and a.padded < a.length + m
     assert grid.n_tiles == len(list(grid.indices()))
 
 

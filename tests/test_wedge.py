@@ -171,6 +171,55 @@ def test_missing_wedge_from_tilt_files(tmp_path: Path) -> None:
         build_config(train=TrainOptions(missing_wedge=(-60, 60), missing_wedge_from=tlt))
 
 
+# A RELION 5 tilt-series STAR as its AlignTiltSeries job writes it (columns as in RELION's
+# src/align_tiltseries_runner.cpp: the stage's nominal angle, and rlnTomoYTilt from the aligner's refined .tlt/.aln).
+TS_STAR = """
+# version 50001
+
+data_TS_01
+
+loop_
+_rlnMicrographName #1
+_rlnTomoNominalStageTiltAngle #2
+_rlnMicrographPreExposure #3
+_rlnTomoXTilt #4
+_rlnTomoYTilt #5
+_rlnTomoZRot #6
+MotionCorr/job002/frames/TS_01_001.mrc -48.000 9.0 0.0 -47.310 85.3
+MotionCorr/job002/frames/TS_01_002.mrc 0.000 0.0 0.0 0.690 85.3
+MotionCorr/job002/frames/TS_01_003.mrc 3.000 3.0 0.0 3.690 85.3
+MotionCorr/job002/frames/TS_01_004.mrc 57.000 6.0 0.0 57.690 85.3
+"""
+
+
+def test_missing_wedge_from_relion5_star(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the refined angles (rlnTomoYTilt: the tomogram was reconstructed with them) before the stage's nominal ones
+    ts = tmp_path / "AlignTiltSeries" / "job005" / "tilt_series" / "TS_01.star"
+    ts.parent.mkdir(parents=True)
+    ts.write_text(TS_STAR)
+    assert build_config(train=TrainOptions(missing_wedge_from=ts)).train.missing_wedge == (-47.31, 57.69)
+    nominal = tmp_path / "nominal.star"
+    nominal.write_text(TS_STAR.replace("_rlnTomoYTilt #5", "_rlnTomoYTiltX #5"))
+    assert build_config(train=TrainOptions(missing_wedge_from=nominal)).train.missing_wedge == (-48.0, 57.0)
+    # a tomograms.star of one tomogram is followed to its tilt series (path relative to the project folder)
+    tomos = tmp_path / "Tomograms" / "job006" / "tomograms.star"
+    tomos.parent.mkdir(parents=True)
+    head = "data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoTiltSeriesStarFile #2\n"
+    tomos.write_text(head + "TS_01 AlignTiltSeries/job005/tilt_series/TS_01.star\n")
+    assert build_config(train=TrainOptions(missing_wedge_from=tomos)).train.missing_wedge == (-47.31, 57.69)
+    tomos.write_text(head + "TS_01 AlignTiltSeries/job005/tilt_series/TS_01.star\n"
+                     "TS_02 AlignTiltSeries/job005/tilt_series/TS_02.star\n")
+    args = ["train", "--even", str(ts), "--odd", str(ts), "--model-dir", str(tmp_path / "m"),
+            "--missing-wedge-from", str(tomos)]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "2 tilt series (TS_01, TS_02)" in err and "tomograms.star" in err and "Traceback" not in err
+    empty = tmp_path / "other.star"
+    empty.write_text("data_x\n\nloop_\n_rlnMicrographName #1\na.mrc\n")
+    with pytest.raises(Exception, match="has no tilt angles"):
+        build_config(train=TrainOptions(missing_wedge_from=empty))
+
+
 def test_resume_keeps_the_tilt_range() -> None:
     stored = load_config(overrides={"train": {"missing_wedge": [-60, 60]}})
     same = merge_resume_config(stored, load_config(overrides={"train": {"max_minutes": 5}}), Path("last.pt"))

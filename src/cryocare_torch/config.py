@@ -199,6 +199,12 @@ class PredictConfig(_Section):
         description="input: normalise with mean/std of the pair being restored (robust to a different scale); "
         "checkpoint: use the training data's statistics.",
     )
+    average_flips: bool = Field(
+        False,
+        description="Pass every tile four times, flipped in the ways that keep a missing wedge about y in place "
+        "(none, y, z+x, z+y+x; 2D: none, y, x, both), and average the flipped-back outputs: 4x the prediction "
+        "time, the same memory (gain measured in bench/RESULTS.md).",
+    )
 
 
 class SimulateConfig(_Section):

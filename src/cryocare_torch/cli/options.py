@@ -17,6 +17,7 @@ from ..config import CryocareConfig, load_config
 from ..errors import ConfigError
 from ..io.imod import read_tlt
 from ..io.mdoc import read_mdoc
+from ..io.star import read_tilt_angles_star
 
 G_CONFIG = Group("Configuration", sort_key=10)
 G_TRAIN = Group("Training", sort_key=20)
@@ -56,8 +57,8 @@ class TrainOptions:
     missing_wedge: Annotated[tuple[float, float] | None, Parameter(allow_leading_hyphen=True)] = None
     "Tilt range MIN MAX (degrees about y) of the tilt series: also learn to fill the missing wedge (DeepDeWedge-style)."
     missing_wedge_from: Path | None = None
-    "The series' .tlt/.rawtlt or .mdoc (e.g. OUTPUT_DIR/tiltseries/NAME.tlt of 'cryocare prepare'): --missing-wedge " \
-        "from its smallest and largest angle."
+    "The series' .tlt/.rawtlt, .mdoc or RELION 5 tilt-series .star (e.g. OUTPUT_DIR/tiltseries/NAME.tlt of " \
+        "'cryocare prepare'): --missing-wedge from its smallest and largest angle."
 
 
 @Parameter(name="*", group=G_PREDICT)
@@ -75,6 +76,8 @@ class PredictOptions:
     "Restored MRC data type: float32 (mode 2, default) or float16 (mode 12, half the size)."
     voxel_size: float | None = None
     "Voxel size (Angstrom) for the outputs, replacing the input's (TIFF/Zarr inputs without one)."
+    average_flips: bool = False
+    "Average the network's outputs over 4 wedge-keeping flips of each tile (4x the prediction time)."
 
 
 @Parameter(name="*", group=G_RUNTIME)
@@ -89,8 +92,13 @@ class RuntimeOptions:
 
 
 def tilt_range(path: Path) -> tuple[float, float]:
-    """``(min, max)`` tilt angle of a ``.mdoc`` (SerialEM) or ``.tlt``/``.rawtlt`` (IMOD) file."""
-    angles = read_mdoc(path).tilt_angle if path.suffix.lower() == ".mdoc" else read_tlt(path)
+    """``(min, max)`` tilt angle of a ``.mdoc`` (SerialEM), ``.star`` (RELION 5 tilt series, or a tomograms.star
+    of one) or ``.tlt``/``.rawtlt`` (IMOD) file."""
+    suffix = path.suffix.lower()
+    if suffix == ".star":
+        angles: Any = read_tilt_angles_star(path)[0]
+    else:
+        angles = read_mdoc(path).tilt_angle if suffix == ".mdoc" else read_tlt(path)
     return float(np.min(angles)), float(np.max(angles))
 
 
@@ -137,7 +145,8 @@ def build_config(
     if predict is not None:
         put("predict", tile_size=predict.tile_size, overlap=predict.overlap,
             memory_budget_gb=predict.memory_budget, write_halves=predict.write_halves or None,
-            output_dtype=predict.output_dtype, voxel_size=predict.voxel_size)
+            output_dtype=predict.output_dtype, voxel_size=predict.voxel_size,
+            average_flips=predict.average_flips or None)
     if runtime is not None:
         for section in ("train", "predict"):
             put(section, device=runtime.device, precision=runtime.precision, num_threads=runtime.threads)

@@ -1,4 +1,5 @@
-"""RELION 5 ``tomograms.star`` (the ``global`` table of a Reconstruct/Denoise job), via ``starfile``.
+"""RELION 5 ``tomograms.star`` (the ``global`` table of a Reconstruct/Denoise job) and the tilt angles of a
+tilt-series STAR, via ``starfile``.
 
 Columns used: ``rlnTomoName`` (required), ``rlnTomoReconstructedTomogramHalf1/Half2`` (the even/odd
 halves written by Reconstruct tomograms with "Generate tomograms for denoising"),
@@ -37,6 +38,8 @@ class TomogramEntry:
     tomogram: Path | None = None
     size: tuple[int, int, int] | None = None
     """Unbinned tomogram size ``(x, y, z)`` from ``rlnTomoSizeX/Y/Z``."""
+    tilt_series: Path | None = None
+    """The tilt series' own STAR (``rlnTomoTiltSeriesStarFile``): its tilt angles."""
 
     @property
     def tomogram_pixel_size(self) -> float | None:
@@ -73,18 +76,23 @@ def _float(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def read_tomograms_star(path: str | Path, *, project_dir: str | Path | None = None) -> list[TomogramEntry]:
-    """Entries of a RELION 5 ``tomograms.star``; raises InputFileError if it is not one."""
-    p = Path(path)
+def _read_blocks(p: Path, expected: str) -> dict[str, Any]:
+    """All data blocks of the STAR file ``p``; one-line InputFileError when it is missing or unreadable."""
     if not p.exists():
         raise InputFileError("STAR file not found; check the path", p)
     if p.is_dir():
-        raise InputFileError("is a folder, expected a RELION tomograms.star file", p)
+        raise InputFileError(f"is a folder, expected {expected}", p)
     try:
-        blocks = starfile.read(p, always_dict=True, parse_as_string=_STRING_COLUMNS)
+        return dict(starfile.read(p, always_dict=True, parse_as_string=_STRING_COLUMNS))
     except Exception as exc:  # starfile/pandas raise many types on malformed input
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise InputFileError(f"is not a readable STAR file ({reason})", p) from None
+
+
+def read_tomograms_star(path: str | Path, *, project_dir: str | Path | None = None) -> list[TomogramEntry]:
+    """Entries of a RELION 5 ``tomograms.star``; raises InputFileError if it is not one."""
+    p = Path(path)
+    blocks = _read_blocks(p, "a RELION tomograms.star file")
     table = None
     for block in blocks.values():
         if hasattr(block, "columns") and "rlnTomoName" in block.columns:
@@ -110,5 +118,39 @@ def read_tomograms_star(path: str | Path, *, project_dir: str | Path | None = No
             binning=_float(row.get("rlnTomoTomogramBinning")),
             tomogram=_resolve(row.get("rlnTomoReconstructedTomogram"), p, proj),
             size=(int(sx), int(sy), int(sz)) if sx is not None and sy is not None and sz is not None else None,
+            tilt_series=_resolve(row.get("rlnTomoTiltSeriesStarFile"), p, proj),
         ))
     return entries
+
+
+_TILT_COLUMNS = ("rlnTomoYTilt", "rlnTomoNominalStageTiltAngle")
+"""Per-tilt angle columns of a RELION 5 tilt-series STAR, preferred first. RELION 5 sets ``rlnTomoYTilt`` from
+the aligner's refined angles (IMOD's ``.tlt`` less the tilt offset, AreTomo's ``.aln`` TILT column:
+``src/align_tiltseries_runner.cpp``, ``readIMODResults``/``readAreTomoResults``): the angles the tomogram was
+reconstructed with. ``rlnTomoNominalStageTiltAngle`` is the stage's (what the aligner was given as ``.rawtlt``)."""
+
+
+def read_tilt_angles_star(path: str | Path, *, project_dir: str | Path | None = None) -> tuple[list[float], str]:
+    """Tilt angles (degrees) of a RELION 5 tilt-series STAR (``tilt_series/<name>.star``) and the column read.
+
+    A ``tomograms.star`` with a single tomogram is followed to its ``rlnTomoTiltSeriesStarFile``; with several,
+    the message names them (pass one tilt series' STAR)."""
+    p = Path(path)
+    blocks = _read_blocks(p, "a RELION tilt-series STAR file")
+    for column in _TILT_COLUMNS:
+        for block in blocks.values():
+            if hasattr(block, "columns") and column in block.columns:
+                angles = [_float(v) for v in block[column]]
+                if not angles or any(a is None for a in angles):
+                    raise InputFileError(f"column {column} has missing or non-numeric tilt angles", p)
+                return [float(a) for a in angles if a is not None], column
+    listed = any(hasattr(b, "columns") and "rlnTomoName" in b.columns for b in blocks.values())
+    series = [e for e in read_tomograms_star(p, project_dir=project_dir) if e.tilt_series is not None] if listed else []
+    if len(series) == 1 and series[0].tilt_series is not None:
+        return read_tilt_angles_star(series[0].tilt_series, project_dir=project_dir)
+    if series:
+        names = ", ".join(e.name for e in series[:4]) + (", ..." if len(series) > 4 else "")
+        raise InputFileError(f"lists {len(series)} tilt series ({names}); pass the STAR of the one the pair came "
+                             "from (its rlnTomoTiltSeriesStarFile)", p)
+    raise InputFileError(f"has no tilt angles (columns {' or '.join(_TILT_COLUMNS)}); pass a RELION 5 tilt-series "
+                         "STAR, a .tlt or an .mdoc", p)

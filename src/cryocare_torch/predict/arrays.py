@@ -42,6 +42,7 @@ class TileOptions(TypedDict, total=False):
     dtype: torch.dtype | str
     memory_budget_gb: float
     ndim: int | None
+    average_flips: bool
     log: Log | None
 _logger = logging.getLogger("cryocare_torch.predict")
 
@@ -155,11 +156,13 @@ def predict_arrays(
     dtype: torch.dtype | str = torch.float32,
     memory_budget_gb: float = 1.0,
     ndim: int | None = None,
+    average_flips: bool = False,
     log: Log | None = None,
 ) -> list[torch.Tensor]:
     """Like :func:`predict_tensor` for several same-shape volumes sharing batches; ``(d, h, w)`` results.
 
-    With ``average`` a single tensor, the mean of the outputs, is returned.
+    With ``average`` a single tensor, the mean of the outputs, is returned. ``average_flips``: see
+    :class:`cryocare_torch.predict.engine.Forward`.
     """
     log = default_log(log)
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -181,7 +184,7 @@ def predict_arrays(
 
     def attempt(p: TilePlan) -> list[torch.Tensor]:
         grid = build_grid(shape3, nd, p, m)
-        fwd = Forward(model, nd, dev, dt, p.batch_size)
+        fwd = Forward(model, nd, dev, dt, p.batch_size, average_flips=average_flips)
         fwd.probe(grid.tile_shape)
         outs = [torch.empty(shape3, dtype=torch.float32) for _ in range(1 if average else len(vols))]
 

@@ -33,6 +33,13 @@ class TileTooLarge(Exception):
     """Internal: a single tile does not fit in GPU memory; the caller retries with a smaller tile."""
 
 
+FLIPS_3D: tuple[tuple[int, ...], ...] = ((), (-2,), (-3, -1), (-3, -2, -1))
+"""The flips of a ``(z, y, x)`` tile that keep a single-axis missing wedge about y in place, even an asymmetric
+one: none, y, z with x (the 180-degree rotation about y), all three -- the training augmentation's group
+(:func:`cryocare_torch.patches.augment_batch`, which derives it)."""
+FLIPS_2D: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
@@ -44,12 +51,15 @@ class Forward:
 
     A 2D model gets ``(B, 1, h, w)`` (the singleton z of the tile is dropped). Returns float32 on CPU.
     ``batch_size`` shrinks permanently after an OOM; a single tile that does not fit raises
-    :class:`TileTooLarge`.
+    :class:`TileTooLarge`. With ``average_flips`` each tile is passed four times, flipped by
+    :data:`FLIPS_3D` (2D: :data:`FLIPS_2D`), and the outputs flipped back and averaged (4x the time, the
+    same memory): the network's errors that do not follow the flip partly average out.
     """
 
     def __init__(self, model: nn.Module, model_ndim: int, device: torch.device, dtype: torch.dtype,
-                 batch_size: int) -> None:
+                 batch_size: int, *, average_flips: bool = False) -> None:
         self.model = model
+        self.flips = (FLIPS_3D if model_ndim == 3 else FLIPS_2D) if average_flips else ((),)
         self.model_ndim = model_ndim
         self.device = device
         self.dtype = dtype
@@ -65,13 +75,22 @@ class Forward:
             inp = inp.pin_memory()
         inp = inp.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            y = self.model(inp)
+            y = self._flip_mean(inp) if len(self.flips) > 1 else self.model(inp)
         if tuple(y.shape) != tuple(inp.shape):
             raise CheckpointError(
                 f"the model returned shape {tuple(y.shape)} for input {tuple(inp.shape)}; "
                 "it must map (B, 1, *spatial) to the same shape"
             )
         return y.to("cpu", torch.float32).reshape(shape)
+
+    def _flip_mean(self, inp: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for dims in self.flips:
+            y = self.model(inp.flip(dims) if dims else inp)
+            y = (y.flip(dims) if dims else y).float()
+            total = y if total is None else total + y
+        assert total is not None
+        return total / len(self.flips)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         try:

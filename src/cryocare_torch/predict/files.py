@@ -116,13 +116,14 @@ def _normalization(cfg: PredictConfig, ck: Any, even: Path, odd: Path, meta: Vol
 
 
 def _tile_plan(model: torch.nn.Module, cfg: PredictConfig, device: torch.device, dtype: torch.dtype,
-               shape3: tuple[int, ...], nd: int, m: int, log: Log) -> TilePlan:
+               shape3: tuple[int, ...], nd: int, m: int, log: Log, *, wedge: bool = False) -> TilePlan:
     spatial = shape3 if nd == 3 else shape3[1:]
     plan = choose_tiling(
         spatial, m, bytes_per_voxel(model, dtype), device_budget_bytes(device, cfg.memory_budget_gb),
         slab_bytes_per_z=slab_bytes_per_section(shape3, 2 if cfg.write_halves else 1),
         host_budget_bytes=None if device.type == "cpu" else int(cfg.memory_budget_gb * 2**30),
-        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size, min_overlap=model_min_overlap(model),
+        tile_size=cfg.tile_size, overlap=cfg.overlap, batch_size=cfg.batch_size,
+        min_overlap=model_min_overlap(model, wedge=wedge),
     )
     if plan.over_budget:
         log(f"warning: even {plan.tile}-voxel tiles need more than --memory-budget {cfg.memory_budget_gb} GB "
@@ -224,14 +225,15 @@ def predict_files(
     model = ck.model.to(device).eval()
     log(f"normalising with mean {mean:.6g}, std {std:.6g} ({source})")
     m = size_multiple(model)
-    plan = _tile_plan(model, cfg, device, dtype, shape3, nd, m, log)
+    wedge = getattr(getattr(ck.config, "train", None), "missing_wedge", None) is not None
+    plan = _tile_plan(model, cfg, device, dtype, shape3, nd, m, log, wedge=wedge)
     read = _section_reader(even, odd, meta, shape3, mean, std)
 
     written: list[VolumeWriter] = []  # the writers of the last attempt (a retry after out-of-memory makes new ones)
 
     def attempt(p: TilePlan) -> None:
         grid = build_grid(shape3, nd, p, m)
-        fwd = Forward(model, nd, device, dtype, p.batch_size)
+        fwd = Forward(model, nd, device, dtype, p.batch_size, average_flips=cfg.average_flips)
         fwd.probe(grid.tile_shape)
         log(f"tiles {'x'.join(map(str, grid.tile_shape))} voxels, overlap {p.overlap}, batch {fwd.batch_size}, "
             f"{grid.n_tiles} tiles per half")

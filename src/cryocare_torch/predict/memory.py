@@ -123,12 +123,19 @@ untiled in float32, overlap 24 left seams up to 2.3x the RMS (1.5x the largest) 
 (tiles keeping the middle third of each overlap) 0.29-0.65x the RMS and 0.4-0.6x the largest
 (bench/RESULTS.md, "Seams"); deeper nets see further."""
 
+SEAM_OVERLAP_PER_LEVEL_WEDGE = 9
+"""The same for a model trained in the missing-wedge mode, which fills low frequencies from further away: on a
+30-minute wedge model (tiles on the pooling grid), overlap 28 left seams of 0.9x the RMS and 4.6x the largest
+bf16 rounding error, overlap 36 0.15x and 1.0x (bench/RESULTS.md, "Seams of a missing-wedge model")."""
 
-def model_min_overlap(model: nn.Module) -> int:
+
+def model_min_overlap(model: nn.Module, *, wedge: bool = False) -> int:
     """The smallest automatic overlap: the model's halo (:func:`model_halo`) and, for a U-Net of depth ``n``
-    (``model.depth``), ``SEAM_OVERLAP_PER_LEVEL * 2**n`` (28 for the default depth 2)."""
+    (``model.depth``), ``SEAM_OVERLAP_PER_LEVEL * 2**n`` (28 for the default depth 2); with ``wedge`` (a model
+    trained in the missing-wedge mode) ``SEAM_OVERLAP_PER_LEVEL_WEDGE * 2**n`` (36)."""
     depth = getattr(model, "depth", None)
-    seam = SEAM_OVERLAP_PER_LEVEL * 2 ** int(depth) if isinstance(depth, int) else 0
+    per_level = SEAM_OVERLAP_PER_LEVEL_WEDGE if wedge else SEAM_OVERLAP_PER_LEVEL
+    seam = per_level * 2 ** int(depth) if isinstance(depth, int) else 0
     return max(model_halo(model), seam)
 
 
