@@ -45,6 +45,7 @@ from .patch_regions import (
     sample_starts,
     split_regions,
 )
+from .tomo.wedge import WEDGE_FLIPS_2D, WEDGE_FLIPS_3D
 
 __all__ = ["Array", "PairStats", "PatchData", "PatchPairs", "Region", "as_volume", "augment_batch",
            "build_patch_data", "legacy_axes", "pair_statistics", "patch_shape", "pooled_statistics",
@@ -67,13 +68,11 @@ def augment_batch(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor
     (in 3D the x draw is unused; distributed ranks skip that many draws per sample).
     """
     nsp = batch.dim() - 2
+    group = WEDGE_FLIPS_3D if nsp == 3 else WEDGE_FLIPS_2D  # indexed by 2 x (first draw) + (second draw)
     out = []
     for sample in batch:
         u = rng.random(nsp + 1)
-        if nsp == 3:
-            dims = ([1, 3] if u[0] < 0.5 else []) + ([2] if u[1] < 0.5 else [])
-        else:
-            dims = [1 + i for i in range(nsp) if u[i] < 0.5]
+        dims = group[2 * int(u[0] < 0.5) + int(u[1] < 0.5)]  # 3D: z+x, y; 2D: y, x
         if u[nsp] < 0.5:
             sample = sample.flip(0)
         out.append(sample.flip(dims) if dims else sample)

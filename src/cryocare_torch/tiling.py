@@ -136,11 +136,15 @@ def plan_axis(length: int, tile: int, overlap: int, size_multiple: int = 1) -> A
     if overlap >= tile:
         raise ValueError(f"overlap {overlap} must be smaller than the tile size {tile}")
     n = math.ceil((length - tile) / (tile - overlap)) + 1
+
+    def smallest(n: int) -> int:  # the smallest tile that covers the axis with n tiles sharing `overlap`
+        return max(overlap + 1, round_up(math.ceil((length - overlap) / n) + overlap, m))
+
     if tile - overlap < m:  # no room for a step of one multiple: even spread, as for m = 1
-        small = max(overlap + 1, round_up(math.ceil((length - overlap) / n) + overlap, m))
+        small = smallest(n)
         return AxisTiling(length, small, tuple((i * (length - small)) // (n - 1) for i in range(n)))
     while True:  # terminates: with enough tiles a step of one multiple (<= tile - overlap) covers the axis
-        for t in range(max(overlap + 1, round_up(math.ceil((length - overlap) / n) + overlap, m)), tile + 1, m):
+        for t in range(smallest(n), tile + 1, m):
             k = math.ceil((length - t) / m)  # the last start, in multiples of m, so that the last tile reaches the end
             if m * math.ceil(k / (n - 1)) <= t - overlap:  # the widest step still leaves the overlap
                 return AxisTiling(length, t, tuple(m * ((i * k) // (n - 1)) for i in range(n)))

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..runtime import autocast, memory_format, place_model, release_free_memory, tune_backend
 from ..tiling import Slab, TileGrid, pad_end_, plan_slabs
+from ..tomo.wedge import WEDGE_FLIPS_2D, WEDGE_FLIPS_3D
 
 ReadFn = Callable[[int, int, int, torch.Tensor], None]
 """``read(k, z0, z1, out)`` fills ``out``, a float32 CPU tensor view ``(z1 - z0, h, w)`` (``z1 <= d``), with the
@@ -31,13 +32,6 @@ WriteFn = Callable[[int, Sequence[torch.Tensor]], None]
 
 class TileTooLarge(Exception):
     """Internal: a single tile does not fit in GPU memory; the caller retries with a smaller tile."""
-
-
-FLIPS_3D: tuple[tuple[int, ...], ...] = ((), (-2,), (-3, -1), (-3, -2, -1))
-"""The flips of a ``(z, y, x)`` tile that keep a single-axis missing wedge about y in place, even an asymmetric
-one: none, y, z with x (the 180-degree rotation about y), all three -- the training augmentation's group
-(:func:`cryocare_torch.patches.augment_batch`, which derives it)."""
-FLIPS_2D: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -52,14 +46,14 @@ class Forward:
     A 2D model gets ``(B, 1, h, w)`` (the singleton z of the tile is dropped). Returns float32 on CPU.
     ``batch_size`` shrinks permanently after an OOM; a single tile that does not fit raises
     :class:`TileTooLarge`. With ``average_flips`` each tile is passed four times, flipped by
-    :data:`FLIPS_3D` (2D: :data:`FLIPS_2D`), and the outputs flipped back and averaged (4x the time, the
-    same memory): the network's errors that do not follow the flip partly average out.
+    :data:`~cryocare_torch.tomo.wedge.WEDGE_FLIPS_3D` (2D: ``WEDGE_FLIPS_2D``), and the outputs flipped back and
+    averaged (4x the time, the same memory): the network's errors that do not follow the flip partly average out.
     """
 
     def __init__(self, model: nn.Module, model_ndim: int, device: torch.device, dtype: torch.dtype,
                  batch_size: int, *, average_flips: bool = False) -> None:
         self.model = model
-        self.flips = (FLIPS_3D if model_ndim == 3 else FLIPS_2D) if average_flips else ((),)
+        self.flips = (WEDGE_FLIPS_3D if model_ndim == 3 else WEDGE_FLIPS_2D) if average_flips else ((),)
         self.model_ndim = model_ndim
         self.device = device
         self.dtype = dtype

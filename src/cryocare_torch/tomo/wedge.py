@@ -26,6 +26,14 @@ import torch
 
 from ..errors import ConfigError
 
+WEDGE_FLIPS_3D: tuple[tuple[int, ...], ...] = ((), (-2,), (-3, -1), (-3, -2, -1))
+"""Flips of the last three ``(z, y, x)`` axes that keep a single-axis missing wedge about y in place, even an
+asymmetric one: none, y, z with x (the 180-degree rotation about y), all three. x or z alone maps a tilt range
+``[a, b]`` to ``[-b, -a]`` (derivation at :func:`cryocare_torch.patches.augment_batch`). Training augments with
+them and ``predict --average-flips`` averages over them."""
+WEDGE_FLIPS_2D: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+"""The 2D counterpart: every flip of ``(y, x)`` (a projection keeps no wedge)."""
+
 
 @dataclass(frozen=True)
 class CubeRotation:
