@@ -69,6 +69,7 @@ class Forward:
             inp = inp.pin_memory()
         inp = inp.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
         with torch.inference_mode(), autocast(self.device, self.dtype):
+            # without flips the output is used as it comes: no batch-sized copy on the hot path
             y = self._flip_mean(inp) if len(self.flips) > 1 else self.model(inp)
         if tuple(y.shape) != tuple(inp.shape):
             raise CheckpointError(
