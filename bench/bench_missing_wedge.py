@@ -74,11 +74,14 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra --set for the wedge mode's training")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "missing_wedge")
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    ap.add_argument("--sim-args", default="", help="more 'cryocare simulate' options, one string (e.g. "
+                    "'--phantom /tmp/ph/phantom.mrc --phantom-axes 2 1 0')")
     ap.add_argument("--no-deconvolve", action="store_true", help="no '+ CTF deconvolution' rows")
     a = ap.parse_args()
     sim = a.out / "sim"
     if not (sim / "object.mrc").is_file():
-        run(cryocare("simulate", str(sim), "--seed", str(a.seed), "--shape", *map(str, a.shape), "--overwrite"))
+        run(cryocare("simulate", str(sim), "--seed", str(a.seed), "--shape", *map(str, a.shape), "--overwrite",
+                     *shlex.split(a.sim_args)))
     even, odd, obj = sim / "tomo_even.mrc", sim / "tomo_odd.mrc", sim / "object.mrc"
     rows: dict[str, dict[str, float]] = {}
     import numpy as np

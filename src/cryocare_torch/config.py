@@ -233,6 +233,16 @@ class SimulateConfig(_Section):
     dose_symmetric_group: int = Field(2, ge=1, le=20, description="Tilts per side before switching (dose-symmetric).")
     defocus_spread_um: float = Field(0.0, ge=0, le=5, description="Per-tilt defocus offsets, uniform in +-this (um).")
     defocus_gradient: bool = Field(False, description="Defocus changes across each tilted image (x tan(tilt)).")
+    phantom_file: Path | None = Field(
+        None, description="Volume (MRC/TIFF/Zarr, z y x) used as the specimen instead of the generated one: "
+        "standardised, added to the ice inside the slab, centre-cropped or mirrored to the shape. Labels and "
+        "particle lists are then empty.")
+    phantom_axes: tuple[int, int, int] = Field(
+        (0, 1, 2), description="Order in which the phantom file's axes become z y x, e.g. 2 1 0 to turn a "
+        "tomogram's own missing wedge away from the simulated one.")
+    phantom_contrast_v: float = Field(
+        1.0, gt=0, le=10, description="Standard deviation (V) of the phantom file's values inside the ice.")
+    phantom_invert: bool = Field(False, description="Negate the phantom file (for tomograms where protein is dark).")
 
 
 class CryocareConfig(_Section):

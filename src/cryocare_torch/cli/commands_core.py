@@ -34,6 +34,8 @@ def simulate(
     shape: tuple[int, int, int] | None = None,
     pixel_size: float | None = None,
     seed: int | None = None,
+    phantom: Path | None = None,
+    phantom_axes: tuple[int, int, int] | None = None,
     overwrite: bool = False,
     cfg: ConfigOptions | None = None,
 ) -> int:
@@ -52,10 +54,17 @@ def simulate(
         Pixel size in Angstrom.
     seed
         Random seed (the same seed gives the same data).
+    phantom
+        A tomogram or map (MRC/TIFF/Zarr) to use as the specimen instead of the generated one (real structure;
+        standardised and placed in the ice slab, see simulate.phantom_contrast_v / phantom_invert).
+    phantom_axes
+        Order in which the phantom's axes become z y x, e.g. --phantom-axes 2 1 0 to turn a tomogram's own
+        missing wedge away from the simulated one.
     overwrite
         Replace existing files.
     """
-    config = build_config(cfg, extra={"simulate": {"shape": shape, "pixel_size": pixel_size, "seed": seed}})
+    config = build_config(cfg, extra={"simulate": {"shape": shape, "pixel_size": pixel_size, "seed": seed,
+                                                   "phantom_file": phantom, "phantom_axes": phantom_axes}})
     paths = write_dataset(config.simulate, output_dir, overwrite=overwrite)
     for name, p in paths.items():
         print(f"{name}: {p}")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..config import SimulateConfig
 from ..errors import ConfigError
+from .file_phantom import phantom_potential, read_phantom_volume
 from .scene import BACKGROUND, COMPLEX, DECORATION, FILAMENT, ICE, LABEL_NAMES, MEMBRANE, Scene
 
 ICE_POTENTIAL = 4.5
@@ -85,6 +86,8 @@ def make_phantom(cfg: SimulateConfig, *, lateral_pad: int) -> Phantom:
     z_lo, z_hi = _ice_surfaces(d, h, w, cfg.ice_fraction * d, cfg.pixel_size, rng)
     zz = torch.arange(d, dtype=torch.float32)[:, None, None]
     ice = torch.sigmoid((zz - z_lo) / 0.6) * torch.sigmoid((z_hi - zz) / 0.6)
+    if cfg.phantom_file is not None:
+        return _file_phantom(cfg, ice, int(lateral_pad), float((z_hi - z_lo).mean()))
     scene = Scene((d, h, w), w0, 10.0 / cfg.pixel_size, rng, z_lo, z_hi)
     dec_centres, dec_fil = scene.add_filaments(int(round(cfg.n_filaments * area)), cfg.decoration_period_nm)
     scene.add_vesicles(int(round(cfg.n_membranes * area)))
@@ -102,6 +105,19 @@ def make_phantom(cfg: SimulateConfig, *, lateral_pad: int) -> Phantom:
         pixel_size=float(cfg.pixel_size),
         ice_thickness=float((z_hi - z_lo).mean()),
     )
+
+
+def _file_phantom(cfg: SimulateConfig, ice: torch.Tensor, lateral_pad: int, thickness: float) -> Phantom:
+    """The specimen of ``cfg.phantom_file`` (:mod:`.file_phantom`) in this slab; no labelled objects."""
+    assert cfg.phantom_file is not None
+    volume = read_phantom_volume(cfg.phantom_file, cfg.phantom_axes)
+    density = phantom_potential(volume, ice, ice_potential=ICE_POTENTIAL, contrast_v=cfg.phantom_contrast_v,
+                                invert=cfg.phantom_invert)
+    empty = torch.zeros((0, 3), dtype=torch.float32)
+    return Phantom(density=density.float(), labels=torch.where(ice > 0.5, ICE, BACKGROUND).to(torch.uint8),
+                   decoration_centres=empty, decoration_filament=torch.zeros(0, dtype=torch.int64),
+                   complex_centres=empty.clone(), complex_kinds=[], lateral_pad=lateral_pad,
+                   pixel_size=float(cfg.pixel_size), ice_thickness=thickness)
 
 
 def _compose(fields: dict[int, torch.Tensor], ice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
