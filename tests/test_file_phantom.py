@@ -64,3 +64,13 @@ def test_a_2d_phantom_is_refused_in_one_line(tmp_path: Path, cli) -> None:  # ty
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "flat.mrc" in lines[0] and "3D" in lines[0], proc.stderr
+
+
+def test_phantom_axes_that_are_no_permutation_are_refused_in_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    vol = write_volume(tmp_path / "v.mrc", np.arange(8 * 8 * 8, dtype=np.float32).reshape(8, 8, 8), voxel_size=8.0)
+    proc = cli("simulate", str(tmp_path / "sim"), "--shape", "16", "32", "32", "--phantom", str(vol),
+               "--phantom-axes", "0", "0", "1")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "phantom_axes" in lines[0] and "permutation" in lines[0], proc.stderr
+    assert not (tmp_path / "sim" / "object.mrc").exists()
