@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out" / "missing_wedge")
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     ap.add_argument("--sim-args", default="", help="more 'cryocare simulate' options, one string (e.g. "
-                    "'--phantom /tmp/ph/phantom.mrc --phantom-axes 2 1 0')")
+                    "'--phantom /tmp/ph/phantom.mrc --phantom-axes 1 0 2')")
     ap.add_argument("--no-deconvolve", action="store_true", help="no '+ CTF deconvolution' rows")
     a = ap.parse_args()
     sim = a.out / "sim"

@@ -238,8 +238,8 @@ class SimulateConfig(_Section):
         "standardised, added to the ice inside the slab, centre-cropped or mirrored to the shape. Labels and "
         "particle lists are then empty.")
     phantom_axes: tuple[int, int, int] = Field(
-        (0, 1, 2), description="Order in which the phantom file's axes become z y x, e.g. 2 1 0 to turn a "
-        "tomogram's own missing wedge away from the simulated one.")
+        (0, 1, 2), description="Order in which the phantom file's axes become z y x, e.g. 1 0 2 to turn a "
+        "tomogram's own missing wedge (around its z) away from the simulated one (to around y).")
     phantom_contrast_v: float = Field(
         1.0, gt=0, le=10, description="Standard deviation (V) of the phantom file's values inside the ice.")
     phantom_invert: bool = Field(False, description="Negate the phantom file (for tomograms where protein is dark).")

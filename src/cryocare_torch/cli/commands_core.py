@@ -58,8 +58,8 @@ def simulate(
         A tomogram or map (MRC/TIFF/Zarr) to use as the specimen instead of the generated one (real structure;
         standardised and placed in the ice slab, see simulate.phantom_contrast_v / phantom_invert).
     phantom_axes
-        Order in which the phantom's axes become z y x, e.g. --phantom-axes 2 1 0 to turn a tomogram's own
-        missing wedge away from the simulated one.
+        Order in which the phantom's axes become z y x, e.g. --phantom-axes 1 0 2 to turn a tomogram's own
+        missing wedge (around its z) away from the simulated one (to around y).
     overwrite
         Replace existing files.
     """

@@ -26,12 +26,9 @@ def fit_axis(a: np.ndarray, axis: int, n: int) -> np.ndarray:
     if m >= n:
         start = (m - n) // 2
         return np.take(a, np.arange(start, start + n), axis=axis)
-    before = (n - m) // 2
-    idx = np.arange(-before, n - before)
-    period = 2 * m  # symmetric reflection: ... 1 0 | 0 1 ... m-1 | m-1 m-2 ...
-    idx = np.mod(idx, period)
-    idx = np.where(idx < m, idx, period - 1 - idx)
-    return np.take(a, idx, axis=axis)
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = ((n - m) // 2, n - m - (n - m) // 2)
+    return np.pad(a, widths, mode="symmetric")  # ... 1 0 | 0 1 ... m-1 | m-1 m-2 ..., repeated as needed
 
 
 def read_phantom_volume(path: str | Path, axes: tuple[int, int, int] = (0, 1, 2)) -> np.ndarray:
