@@ -110,6 +110,33 @@ def test_wedge_loss_counts_only_where_the_target_was_measured():
     assert float(weights.eq(2.0).float().mean()) > 0  # some rotations put measured target data in the input's wedge
 
 
+def test_upright_rotations_are_the_turns_that_keep_the_wedge_and_make_pure_denoising():
+    # symmetric range about y: the identity and the 180-degree turns about z, y and x (flip two of z, y, x)
+    sym = WedgeObjective((-60, 60), 8, upright_fraction=1.0)
+    found = {(CUBE_ROTATIONS[i].perm, CUBE_ROTATIONS[i].flips) for i in sym.upright}
+    assert found == {((0, 1, 2), ()), ((0, 1, 2), (0, 1)), ((0, 1, 2), (0, 2)), ((0, 1, 2), (1, 2))}
+    # asymmetric range: only the identity and the turn about y (z and x flipped: angle -> angle)
+    asym = WedgeObjective((-50, 65), 8, upright_fraction=1.0)
+    assert {(CUBE_ROTATIONS[i].perm, CUBE_ROTATIONS[i].flips) for i in asym.upright} == {
+        ((0, 1, 2), ()), ((0, 1, 2), (0, 2))}
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.normal(size=(6, 1, 8, 8, 8))).float()
+    _, _, weights = sym.batch(x, x, rng)  # every pair upright: weights are the wedge itself, nothing to fill
+    assert torch.equal(weights, sym.mask.expand(6, 1, 8, 8, 8))
+    half = WedgeObjective((-60, 60), 8, upright_fraction=0.5).draw_rotations(20000, np.random.default_rng(4))
+    assert np.isin(half, sym.upright).mean() == pytest.approx(0.5, abs=0.015)
+    assert not np.isin(WedgeObjective((-60, 60), 8, upright_fraction=0.0).draw_rotations(
+        500, np.random.default_rng(5)), sym.upright).any()
+    # the configuration's default: no upright pair, every pair teaches filling
+    cfg = load_config(overrides={"train": {"missing_wedge": [-60, 60]}, "patches": {"patch_size": 16}})
+    wedge = Objective(cfg, 3, torch.device("cpu")).wedge
+    assert wedge is not None and wedge.upright.tolist() == sym.upright.tolist()
+    assert not np.isin(wedge.draw_rotations(500, np.random.default_rng(7)), sym.upright).any()
+    # None: all 24 alike, the draws of earlier versions (4 in 24 upright)
+    old = WedgeObjective((-60, 60), 8).draw_rotations(50, np.random.default_rng(6))
+    assert np.array_equal(old, np.random.default_rng(6).integers(0, 24, size=50))
+
+
 class _Constant(nn.Module):
     def __init__(self, value: torch.Tensor) -> None:
         super().__init__()

@@ -155,6 +155,12 @@ class TrainConfig(_Section):
         2.0, ge=0, le=100, description="Missing-wedge mode: weight of the loss where the target was measured but the "
         "input lies in the wedge, relative to where both were measured (DeepDeWedge: 2).",
     )
+    wedge_upright_fraction: float | None = Field(
+        0.0, ge=0, le=1, description="Missing-wedge mode: share of patch pairs given a rotation that leaves the wedge "
+        "in place (4 of the 24 for a symmetric range: the identity and the 180-degree turns about z, y, x), on which "
+        "the loss is pure denoising; the rest get one of the others. 0 (default): every pair teaches filling, which "
+        "scored best against the object (bench/RESULTS.md); None: all 24 alike (1 in 6 upright, DeepDeWedge's draw).",
+    )
 
     @model_validator(mode="after")
     def _tilt_range(self) -> TrainConfig:

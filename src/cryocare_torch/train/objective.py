@@ -33,7 +33,7 @@ class Objective:
                 raise ConfigError("train.missing_wedge (--missing-wedge) needs tomograms (3D data), not images")
             size = int(cfg.patches.patch_size or 0)
             self.wedge = WedgeObjective(tc.missing_wedge, size, missing_weight=tc.wedge_missing_weight,
-                                        device=device)
+                                        upright_fraction=tc.wedge_upright_fraction, device=device)
 
     def prepare(self, inp: torch.Tensor, tgt: torch.Tensor, key: tuple[int, int]
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

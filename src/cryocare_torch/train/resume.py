@@ -16,7 +16,7 @@ FIXED_KEYS: dict[str, tuple[str, ...] | None] = {
     "model": None,  # all keys
     "patches": ("patch_size", "n_patches", "val_fraction", "mask", "augment"),
     "train": ("seed", "batch_size", "steps_per_epoch", "learning_rate", "lr_schedule", "missing_wedge",
-              "wedge_missing_weight"),
+              "wedge_missing_weight", "wedge_upright_fraction"),
 }
 CHECKPOINT_FILES = ("best.pt", "last.pt", "history.json")
 

@@ -43,10 +43,24 @@ class WedgeObjective:
     """Batches and loss of the missing-wedge mode for cubic patches of ``size`` voxels."""
 
     def __init__(self, tilt_range: tuple[float, float], size: int, *, missing_weight: float = 2.0,
-                 device: torch.device | None = None) -> None:
+                 upright_fraction: float | None = None, device: torch.device | None = None) -> None:
         self.mask = wedge_mask(size, float(tilt_range[0]), float(tilt_range[1]), device=device)
         self.missing_weight = float(missing_weight)
         self.size = size
+        self.upright_fraction = upright_fraction
+        # rotations that leave the wedge in place (R W = W): on them the loss is pure denoising. Compared on an odd
+        # grid, which has no Nyquist plane (k = -1/2 has no mirror image on an even grid)
+        probe = wedge_mask(9, float(tilt_range[0]), float(tilt_range[1]))
+        upright = np.array([torch.equal(rotate_spectrum(probe, r), probe) for r in CUBE_ROTATIONS])
+        self.upright, self.turned = np.flatnonzero(upright), np.flatnonzero(~upright)
+
+    def draw_rotations(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Indices into ``CUBE_ROTATIONS`` for ``n`` patch pairs: all 24 alike, or a fraction
+        ``upright_fraction`` (drawn per pair) from those that leave the wedge in place."""
+        if self.upright_fraction is None or self.turned.size == 0:
+            return rng.integers(0, len(CUBE_ROTATIONS), size=n)
+        upright = rng.random(n) < self.upright_fraction
+        return np.where(upright, rng.choice(self.upright, size=n), rng.choice(self.turned, size=n))
 
     def batch(self, inp: torch.Tensor, tgt: torch.Tensor, rng: np.random.Generator
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,7 +68,7 @@ class WedgeObjective:
         if inp.dim() != 5 or tuple(inp.shape[-3:]) != (self.size,) * 3:
             raise ConfigError(f"missing-wedge mode needs 3D cubic patches of {self.size} voxels, got "
                               f"{tuple(inp.shape)}")
-        picks = rng.integers(0, len(CUBE_ROTATIONS), size=inp.shape[0])
+        picks = self.draw_rotations(inp.shape[0], rng)
         rots = [CUBE_ROTATIONS[int(i)] for i in picks]
         r_inp = torch.stack([rotate_volume(x, r) for x, r in zip(inp, rots, strict=True)])
         r_tgt = torch.stack([rotate_volume(x, r) for x, r in zip(tgt, rots, strict=True)])
