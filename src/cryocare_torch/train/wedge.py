@@ -4,7 +4,8 @@ DeepDeWedge (Wiedemann & Heckel, Nat Commun 2024; github.com/MLI-lab/DeepDeWedge
 subtomo_dataset.py``, ``masked_loss.py``, ``unet.py``), written anew here for cubic patch pairs ``(e, o)``:
 
 1. both patches of a pair are rotated by one random rotation ``R`` (here one of the 24 exact cube rotations,
-   :mod:`cryocare_torch.tomo.wedge`);
+   :mod:`cryocare_torch.tomo.wedge`; by default none of those that leave the wedge in place, on which nothing
+   is learnt about the wedge: ``train.wedge_upright_fraction``);
 2. the network input is ``F^-1[W F(R e)]``: the rotated half given the wedge ``W`` (1 where measured) once more
    in its own frame, so it looks like a tomogram again, whatever ``R`` did to the original wedge;
 3. the loss is the Noise2Noise error in Fourier space, counted only where the rotated target was measured,
