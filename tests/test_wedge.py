@@ -22,6 +22,7 @@ from cryocare_torch.tomo.backproject import weighted_backprojection
 from cryocare_torch.tomo.projector import project
 from cryocare_torch.tomo.wedge import CUBE_ROTATIONS, rotate_spectrum, rotate_volume, wedge_mask
 from cryocare_torch.train import load_checkpoint
+from cryocare_torch.train.checkpoint import config_from
 from cryocare_torch.train.objective import Objective
 from cryocare_torch.train.resume import merge_resume_config
 from cryocare_torch.train.wedge import WedgeObjective, apply_fourier_mask
@@ -253,3 +254,16 @@ def test_resume_keeps_the_tilt_range() -> None:
     assert same.train.missing_wedge == (-60.0, 60.0) and same.train.max_minutes == 5
     with pytest.raises(ConfigError, match="missing_wedge"):
         merge_resume_config(stored, load_config(overrides={"train": {"missing_wedge": [-50, 50]}}), Path("last.pt"))
+
+
+def test_checkpoint_from_before_the_upright_setting_keeps_its_rotation_draw() -> None:
+    """A wedge-mode checkpoint written before ``wedge_upright_fraction`` existed drew all 24 rotations alike;
+    read back (e.g. to resume it), it must keep that draw (None), not take today's default 0."""
+    old = load_config(overrides={"train": {"missing_wedge": [-60, 60]}}).model_dump(mode="json")
+    del old["train"]["wedge_upright_fraction"]
+    assert config_from({"config": old}, "old.pt").train.wedge_upright_fraction is None
+    plain = load_config().model_dump(mode="json")
+    del plain["train"]["wedge_upright_fraction"]
+    assert config_from({"config": plain}, "old.pt").train.wedge_upright_fraction == 0.0
+    new = load_config(overrides={"train": {"missing_wedge": [-60, 60]}}).model_dump(mode="json")
+    assert config_from({"config": new}, "new.pt").train.wedge_upright_fraction == 0.0

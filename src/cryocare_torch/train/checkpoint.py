@@ -199,8 +199,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def config_from(raw: dict[str, Any], path: str | Path) -> CryocareConfig:
+    """The checkpoint's configuration. Settings added since it was written take the value that reproduces
+    what that version did, not today's default: a missing-wedge run saved without
+    ``train.wedge_upright_fraction`` drew all 24 rotations alike (``None``)."""
+    cfg = dict(raw["config"])
+    train = cfg.get("train")
+    if isinstance(train, dict) and train.get("missing_wedge") is not None and "wedge_upright_fraction" not in train:
+        cfg["train"] = {**train, "wedge_upright_fraction": None}
     try:
-        return CryocareConfig.model_validate(raw["config"])
+        return CryocareConfig.model_validate(cfg)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
