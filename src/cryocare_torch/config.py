@@ -162,6 +162,17 @@ class TrainConfig(_Section):
         "scored best against the object (bench/RESULTS.md); None: all 24 alike (1 in 6 upright, DeepDeWedge's draw).",
     )
 
+    wedge_warmup_fraction: float = Field(
+        0.0, ge=0, le=0.9, description="Missing-wedge mode with a time budget (max_minutes): train plain Noise2Noise "
+        "(its own patches) for this share of the budget into MODEL_DIR/plain/, then the missing-wedge mode from "
+        "those weights for the rest; 'cryocare denoise' then takes the measured Fourier region from the plain "
+        "restoration and the wedge from the wedge one (predict.merge_plain). 0: no warm-up.",
+    )
+    init_from: Path | None = Field(
+        None, description="Start the model from this checkpoint's weights (same model settings); the optimiser, "
+        "schedule and patches start anew. None: random initialisation.",
+    )
+
     @model_validator(mode="after")
     def _tilt_range(self) -> TrainConfig:
         mw = self.missing_wedge
@@ -204,6 +215,11 @@ class PredictConfig(_Section):
         "input",
         description="input: normalise with mean/std of the pair being restored (robust to a different scale); "
         "checkpoint: use the training data's statistics.",
+    )
+    merge_plain: bool = Field(
+        True, description="'cryocare denoise' in the missing-wedge mode with a warm-up (train.wedge_warmup_fraction): "
+        "restore with both models and keep the plain model's output where the tilt series measured, the wedge "
+        "model's in the missing wedge.",
     )
     average_flips: bool = Field(
         False,

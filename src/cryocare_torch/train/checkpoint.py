@@ -34,14 +34,14 @@ import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import nn
 
-from ..config import CryocareConfig
+from ..config import CryocareConfig, ModelConfig
 from ..errors import CheckpointError
 from ..io.atomic import atomic_torch_save
 from ..model import UNet, build_model
@@ -243,3 +243,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         raw=raw,
         path=p,
     )
+
+
+def initial_weights(path: str | Path, model: ModelConfig, ndim: int) -> dict[str, torch.Tensor]:
+    """The weights of checkpoint ``path`` to start a new training from (``train.init_from``); its model settings
+    and dimensionality must be those of the new run, but for the Gaussian skip's widths (no weights: each run
+    chooses its own from its patches)."""
+    raw = read_checkpoint(path)
+    stored = config_from(raw, path).model.model_dump(exclude={"skip_sigma"})
+    new = model.model_dump(exclude={"skip_sigma"})
+    if stored != new or int(raw["ndim"]) != ndim:
+        diff = sorted(k for k in new if stored.get(k) != new[k]) or ["ndim"]
+        raise CheckpointError(
+            f"train.init_from: its model differs from this run's in {', '.join(diff)}; start from a checkpoint "
+            "with the same model settings", checkpoint_file(path))
+    return cast(dict[str, torch.Tensor], raw["model_state"])
+

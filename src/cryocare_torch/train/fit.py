@@ -23,6 +23,7 @@ from .loop import _Run
 from .result import TrainResult
 from .resume import merge_resume_config, normalization_dict, prepare_output_dir, stored_stats
 from .smoothing import resolve_skip
+from .warmup import train_with_warmup, uses_warmup
 
 _logger = logging.getLogger("cryocare_torch.train")
 Source = str | Path | np.ndarray
@@ -52,6 +53,10 @@ def train(
     log = log or _logger.info
     progress = resolve_progress(progress)
     out = Path(output_dir)
+    if uses_warmup(config):  # missing-wedge mode after a plain warm-up: two runs of this function (.warmup)
+        assert config is not None
+        return train_with_warmup(train, pairs, out, config, resume=bool(resume), overwrite=overwrite, log=log,
+                                 progress=progress)
     raw, cfg = _start(out, config, resume, overwrite)
     opened = open_pairs(pairs)
     ndim = opened[0].ndim

@@ -26,7 +26,7 @@ from ..model import build_model
 from ..patches import PatchData
 from ..runtime import autocast, memory_format, place_model
 from .batches import train_batches, val_batches
-from .checkpoint import save_checkpoint, set_rng_state
+from .checkpoint import initial_weights, save_checkpoint, set_rng_state
 from .distributed import Ranks
 from .objective import VAL_KEY, Objective
 from .result import TrainResult
@@ -49,6 +49,8 @@ class _Run:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)
             model = build_model(cfg.model, ndim)
+        if tc.init_from is not None and raw is None:  # a fresh run from another's weights (a resumed one has its own)
+            model.load_state_dict(initial_weights(tc.init_from, cfg.model, ndim))
         self.fmt = memory_format(ndim, device)
         self.objective = Objective(cfg, ndim, device, ranks.part[0])  # plain Noise2Noise or missing-wedge mode
         self.model = place_model(model, device, self.fmt)

@@ -17,7 +17,9 @@ from ..io.volumes import read_volume_meta
 from ..logs import quiet
 from ..predict import predict_files
 from ..predict.deconvolve_files import deconvolve_file, tomogram_defocus
+from ..predict.wedge_merge import merge_files
 from ..train import train as _train
+from ..train.warmup import PLAIN_DIR, uses_warmup
 
 PathLike = str | Path
 Pair = tuple[PathLike, PathLike]
@@ -84,6 +86,26 @@ def restored_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_restored{out.suffix or '.mrc'}")
 
 
+def component_path(out: Path, model: str) -> Path:
+    """Where ``denoise`` keeps the restoration by one model (``plain``, ``wedge``) of a merged one (``out``)."""
+    return out.with_name(f"{out.stem}_{model}{out.suffix or '.mrc'}")
+
+
+def _restore(cfg: CryocareConfig, best: Path, even: Path, odd: Path, out: Path, merge: bool, overwrite: bool,
+             progress: bool | None, log: Callable[[str], None] | None) -> None:
+    """One pair's restoration into ``out``; ``merge``: by the wedge and the warm-up's plain model, merged."""
+    if not merge:
+        predict(best, even, odd, out, cfg, overwrite=overwrite, progress=progress, log=log)
+        return
+    assert cfg.train.missing_wedge is not None
+    parts = {m: component_path(out, m) for m in ("wedge", "plain")}
+    predict(best, even, odd, parts["wedge"], cfg, overwrite=overwrite, progress=progress, log=log)
+    predict(best.parent / PLAIN_DIR / "best.pt", even, odd, parts["plain"], cfg, overwrite=overwrite,
+            progress=progress, log=log)
+    merge_files(parts["plain"], parts["wedge"], out, cfg.train.missing_wedge, overwrite=overwrite,
+                dtype=cfg.predict.output_dtype, log=log or quiet)
+
+
 def denoise(
     pairs: Sequence[Pair],
     output: PathLike | Sequence[PathLike],
@@ -111,6 +133,7 @@ def denoise(
         tomogram_defocus(cfg.deconvolve, dfile)
     checked = validate_pairs(pairs)
     outs = output_paths(checked, output)
+    merge = uses_warmup(cfg) and cfg.predict.merge_plain  # measured region from the warm-up's plain model
     inputs = [p for pair in checked for p in pair]
     if dfile is not None:
         inputs.append(dfile)
@@ -121,14 +144,16 @@ def denoise(
         for s in read_volume_meta(even).shape:
             n_vox *= s
         factor = (3 if cfg.predict.write_halves else 1) * (2 if cfg.predict.output_dtype == "float16" else 4)
-        for path in [out, restored_path(out)] if deconv else [out]:
+        restored = restored_path(out) if deconv else out
+        extra = [component_path(restored, m) for m in ("wedge", "plain")] if merge else []
+        for path in [out, restored_path(out), *extra] if deconv else [out, *extra]:
             check_output(path, overwrite=overwrite, inputs=inputs, nbytes=n_vox * factor)
     mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
     best = train(checked, mdir, cfg, resume=resume, overwrite=overwrite and not resume, progress=progress, log=log)
     done = []
     for out, (even, odd) in zip(outs, checked, strict=True):
-        restored = predict(best, even, odd, restored_path(out) if deconv else out, cfg, overwrite=overwrite,
-                           progress=progress, log=log)
+        restored = restored_path(out) if deconv else out
+        _restore(cfg, best, even, odd, restored, merge, overwrite, progress, log)
         if deconv:
             deconvolve_file(restored, out, cfg.deconvolve, defocus_file=dfile, overwrite=overwrite, log=log or quiet)
         done.append(out)
