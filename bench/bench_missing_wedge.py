@@ -123,6 +123,9 @@ def main() -> None:
         add(f"{mode}, {a.minutes:g} min", restored, {
             "train_s": t["seconds"], "train_mb": t["peak_rss_mb"], "predict_s": p["seconds"],
             "predict_mb": p["peak_rss_mb"], "steps": steps})
+        for part, label in (("wedge", "its wedge model alone"), ("plain", "its plain warm-up model alone")):
+            if restored.with_name(f"{restored.stem}_{part}.mrc").exists():  # predict merged the two models
+                add(f"{mode}, {a.minutes:g} min: {label}", restored.with_name(f"{restored.stem}_{part}.mrc"))
     table = format_table(rows)
     print(table)
     (a.out / "results.json").write_text(json.dumps(rows, indent=1))

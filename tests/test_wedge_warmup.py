@@ -132,3 +132,17 @@ def test_denoise_with_plain_warmup_merges_the_two_restorations(tmp_path: Path, s
     merged, _ = read_volume(out)
     expected = merge_measured(torch.from_numpy(p), torch.from_numpy(w), (-60.0, 60.0)).numpy()
     np.testing.assert_allclose(merged, expected, atol=1e-5)
+
+    # 'cryocare predict' with the wedge checkpoint finds the warm-up model beside it and merges the same way
+    again = tmp_path / "again" / "restored.mrc"
+    args = ["predict", "--model", str(mdir / "best.pt"), "--even", str(even), "--odd", str(odd),
+            "--output", str(again), "--device", "cpu"]
+    assert main(args) == 0, capsys.readouterr().err
+    np.testing.assert_allclose(read_volume(again)[0], merged, atol=1e-5)
+    np.testing.assert_allclose(read_volume(again.with_name("restored_wedge.mrc"))[0], w, atol=1e-5)
+    # with the merge off it writes the wedge model's restoration alone, and no parts
+    alone = tmp_path / "alone.mrc"
+    args[args.index("--output") + 1] = str(alone)
+    assert main([*args, "--set", "predict.merge_plain=false"]) == 0, capsys.readouterr().err
+    np.testing.assert_allclose(read_volume(alone)[0], w, atol=1e-5)
+    assert not (tmp_path / "alone_plain.mrc").exists()

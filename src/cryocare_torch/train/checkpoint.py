@@ -201,11 +201,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def config_from(raw: dict[str, Any], path: str | Path) -> CryocareConfig:
     """The checkpoint's configuration. Settings added since it was written take the value that reproduces
     what that version did, not today's default: a missing-wedge run saved without
-    ``train.wedge_upright_fraction`` drew all 24 rotations alike (``None``)."""
+    ``train.wedge_upright_fraction`` drew all 24 rotations alike (``None``), and one saved without
+    ``train.wedge_warmup_fraction`` had no plain warm-up (0)."""
     cfg = dict(raw["config"])
     train = cfg.get("train")
     if isinstance(train, dict) and train.get("missing_wedge") is not None and "wedge_upright_fraction" not in train:
-        cfg["train"] = {**train, "wedge_upright_fraction": None}
+        train = cfg["train"] = {**train, "wedge_upright_fraction": None}
+    if isinstance(train, dict) and "wedge_warmup_fraction" not in train:  # trained without the plain warm-up
+        cfg["train"] = {**train, "wedge_warmup_fraction": 0.0}
     try:
         return CryocareConfig.model_validate(cfg)
     except ValidationError as err:

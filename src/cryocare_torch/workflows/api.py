@@ -19,6 +19,7 @@ from ..predict import predict_files
 from ..predict.deconvolve_files import deconvolve_file, tomogram_defocus
 from ..predict.wedge_merge import merge_files
 from ..train import train as _train
+from ..train.checkpoint import checkpoint_file, config_from, read_checkpoint
 from ..train.warmup import PLAIN_DIR, uses_warmup
 
 PathLike = str | Path
@@ -62,6 +63,22 @@ def train(
     return Path(result.best)
 
 
+def warmup_partner(checkpoint: PathLike, cfg: CryocareConfig) -> tuple[Path, tuple[float, float]] | None:
+    """The plain warm-up model saved beside a missing-wedge ``checkpoint`` (``<model_dir>/plain/best.pt``) and the
+    tilt range, when ``cfg.predict.merge_plain`` asks for the merge and the checkpoint was trained with the warm-up
+    (:mod:`cryocare_torch.train.warmup`); else ``None``."""
+    if not cfg.predict.merge_plain:
+        return None
+    ck = checkpoint_file(checkpoint)
+    plain = ck.parent / PLAIN_DIR / "best.pt"
+    if not plain.exists():
+        return None
+    tc = config_from(read_checkpoint(ck), ck).train
+    if tc.missing_wedge is None or tc.wedge_warmup_fraction <= 0:
+        return None
+    return plain, (float(tc.missing_wedge[0]), float(tc.missing_wedge[1]))
+
+
 def predict(
     checkpoint: PathLike,
     even: PathLike,
@@ -73,12 +90,29 @@ def predict(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Restore one pair with a trained model (network applied to both halves, outputs averaged)."""
+    """Restore one pair with a trained model (network applied to both halves, outputs averaged).
+
+    A missing-wedge model trained with the plain warm-up (``train.wedge_warmup_fraction``) restores with both of its
+    models into :func:`component_path` (``<output>_wedge.mrc``, ``<output>_plain.mrc``) and writes their Fourier
+    merge (:func:`cryocare_torch.predict.wedge_merge.merge_files`) to ``output``, unless
+    ``config.predict.merge_plain`` is off."""
     cfg = config or CryocareConfig()
-    return predict_files(
-        Path(checkpoint), Path(even), Path(odd), Path(output), cfg.predict, overwrite=overwrite, progress=progress,
-        log=log,
-    )
+    out = Path(output)
+    partner = warmup_partner(checkpoint, cfg)
+    if partner is None:
+        return predict_files(
+            Path(checkpoint), Path(even), Path(odd), out, cfg.predict, overwrite=overwrite, progress=progress,
+            log=log,
+        )
+    plain, tilt_range = partner
+    check_output(out, overwrite=overwrite, inputs=[Path(even), Path(odd)])
+    parts = {m: component_path(out, m) for m in ("wedge", "plain")}
+    for model, ck in (("wedge", Path(checkpoint)), ("plain", plain)):
+        (log or quiet)(f"restoring with the {model} model {checkpoint_file(ck)}")
+        predict_files(ck, Path(even), Path(odd), parts[model], cfg.predict, overwrite=overwrite, progress=progress,
+                      log=log)
+    return merge_files(parts["plain"], parts["wedge"], out, tilt_range, overwrite=overwrite,
+                       dtype=cfg.predict.output_dtype, log=log or quiet)
 
 
 def restored_path(out: Path) -> Path:
@@ -87,23 +121,8 @@ def restored_path(out: Path) -> Path:
 
 
 def component_path(out: Path, model: str) -> Path:
-    """Where ``denoise`` keeps the restoration by one model (``plain``, ``wedge``) of a merged one (``out``)."""
+    """Where a merged restoration ``out`` keeps the restoration by one of its models (``plain``, ``wedge``)."""
     return out.with_name(f"{out.stem}_{model}{out.suffix or '.mrc'}")
-
-
-def _restore(cfg: CryocareConfig, best: Path, even: Path, odd: Path, out: Path, merge: bool, overwrite: bool,
-             progress: bool | None, log: Callable[[str], None] | None) -> None:
-    """One pair's restoration into ``out``; ``merge``: by the wedge and the warm-up's plain model, merged."""
-    if not merge:
-        predict(best, even, odd, out, cfg, overwrite=overwrite, progress=progress, log=log)
-        return
-    assert cfg.train.missing_wedge is not None
-    parts = {m: component_path(out, m) for m in ("wedge", "plain")}
-    predict(best, even, odd, parts["wedge"], cfg, overwrite=overwrite, progress=progress, log=log)
-    predict(best.parent / PLAIN_DIR / "best.pt", even, odd, parts["plain"], cfg, overwrite=overwrite,
-            progress=progress, log=log)
-    merge_files(parts["plain"], parts["wedge"], out, cfg.train.missing_wedge, overwrite=overwrite,
-                dtype=cfg.predict.output_dtype, log=log or quiet)
 
 
 def denoise(
@@ -153,7 +172,7 @@ def denoise(
     done = []
     for out, (even, odd) in zip(outs, checked, strict=True):
         restored = restored_path(out) if deconv else out
-        _restore(cfg, best, even, odd, restored, merge, overwrite, progress, log)
+        predict(best, even, odd, restored, cfg, overwrite=overwrite, progress=progress, log=log)
         if deconv:
             deconvolve_file(restored, out, cfg.deconvolve, defocus_file=dfile, overwrite=overwrite, log=log or quiet)
         done.append(out)
