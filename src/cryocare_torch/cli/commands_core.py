@@ -116,6 +116,10 @@ def predict(
 ) -> int:
     """Restore even/odd pairs with a trained model (both halves restored and averaged).
 
+    A missing-wedge model trained after a plain warm-up (MODEL_DIR/plain/best.pt beside it) restores with both
+    models, writes OUTPUT_wedge.mrc and OUTPUT_plain.mrc, and into OUTPUT their Fourier merge: the measured region
+    from the plain model, the wedge from the wedge model (--set predict.merge_plain=false: the wedge model alone).
+
     Under torchrun each process restores every Nth pair on its own GPU (cuda:LOCAL_RANK) or on CPU.
 
     Parameters

@@ -6,8 +6,8 @@ around x are in both the input and the loss in 47% of the pairs, around y in 33%
 restored the directions the tilt series measured less sharply than plain Noise2Noise did. With
 ``train.wedge_warmup_fraction`` ``f`` > 0 a run trains plain Noise2Noise (its own patches, 32 voxels on a CPU) for
 the share ``f`` of the budget into ``MODEL_DIR/plain/``, then the missing-wedge mode from those weights
-(``train.init_from``) for the rest into ``MODEL_DIR``. Both checkpoints stay: ``cryocare denoise`` restores with
-both and merges them (:mod:`cryocare_torch.predict.wedge_merge`).
+(``train.init_from``) for the rest into ``MODEL_DIR``. Both checkpoints stay: ``cryocare predict``/``denoise``
+restore with both and merge them (:mod:`cryocare_torch.predict.wedge_merge`).
 
 The budget is ``train.max_minutes`` (else ``train.epochs``) split ``f : 1 - f``. A resumed run continues the
 wedge phase when ``MODEL_DIR/last.pt`` exists, else the plain phase (which stops at once when its share of the
