@@ -24,6 +24,7 @@ from ..train.warmup import PLAIN_DIR, uses_warmup
 
 PathLike = str | Path
 Pair = tuple[PathLike, PathLike]
+MERGE_PARTS = ("wedge", "plain")  # the models whose restorations a merged one keeps beside it (component_path)
 
 def output_paths(pairs: Sequence[tuple[Path, Path]], output: PathLike | Sequence[PathLike]) -> list[Path]:
     """One output per pair: a list of the same length, a file for a single pair, else a folder."""
@@ -106,8 +107,8 @@ def predict(
         )
     plain, tilt_range = partner
     check_output(out, overwrite=overwrite, inputs=[Path(even), Path(odd)])
-    parts = {m: component_path(out, m) for m in ("wedge", "plain")}
-    for model, ck in (("wedge", Path(checkpoint)), ("plain", plain)):
+    parts = {m: component_path(out, m) for m in MERGE_PARTS}
+    for model, ck in zip(MERGE_PARTS, (Path(checkpoint), plain), strict=True):
         (log or quiet)(f"restoring with the {model} model {checkpoint_file(ck)}")
         predict_files(ck, Path(even), Path(odd), parts[model], cfg.predict, overwrite=overwrite, progress=progress,
                       log=log)
@@ -164,8 +165,8 @@ def denoise(
             n_vox *= s
         factor = (3 if cfg.predict.write_halves else 1) * (2 if cfg.predict.output_dtype == "float16" else 4)
         restored = restored_path(out) if deconv else out
-        extra = [component_path(restored, m) for m in ("wedge", "plain")] if merge else []
-        for path in [out, restored_path(out), *extra] if deconv else [out, *extra]:
+        extra = [component_path(restored, m) for m in MERGE_PARTS] if merge else []
+        for path in dict.fromkeys([out, restored, *extra]):  # restored is out itself without deconvolution
             check_output(path, overwrite=overwrite, inputs=inputs, nbytes=n_vox * factor)
     mdir = Path(model_dir) if model_dir is not None else outs[0].parent / f"{outs[0].stem}_model"
     best = train(checked, mdir, cfg, resume=resume, overwrite=overwrite and not resume, progress=progress, log=log)
