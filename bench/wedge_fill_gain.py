@@ -1,7 +1,8 @@
 """Where the missing-wedge restoration still falls short of the object: an oracle diagnosis, not a method.
 
 Reads a restoration and the simulated object and splits the restoration's spectrum, with the tilt range's
-measured region ``M`` (:func:`cryocare_torch.predict.wedge_merge.measured_xz`), into
+measured region ``M`` (the product's merge, :func:`cryocare_torch.predict.wedge_merge.merge_measured`,
+with a zero volume as the wedge's source), into
 
 * the measured region ``F^-1[M F(v)]``,
 * the missing wedge less the line ``kx = ky = 0`` (everything the network had to fill),
@@ -28,15 +29,15 @@ import torch
 from cryocare_torch.evaluate.object_scores import correlation, z_profile
 from cryocare_torch.io.mrc import read_volume
 from cryocare_torch.predict.deconvolve import ctf_deconvolve
-from cryocare_torch.predict.wedge_merge import measured_xz
+from cryocare_torch.predict.wedge_merge import merge_measured
 
 GAINS = (0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0)
 
 
 def parts(v: np.ndarray, tilt_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``v`` as measured region + wedge less the z line + z line (the three sum to ``v``)."""
-    m = measured_xz(v.shape[0], v.shape[2], tilt_range).numpy()
-    measured = np.fft.ifft2(m * np.fft.fft2(v, axes=(0, 2)), axes=(0, 2)).real
+    vt = torch.from_numpy(v)
+    measured = merge_measured(vt, torch.zeros_like(vt), tilt_range).numpy().astype(np.float64)  # wedge set to 0
     wedge = v - measured
     line = z_profile(wedge)
     return measured, wedge - line, np.broadcast_to(line, v.shape)
