@@ -26,6 +26,7 @@ PathLike = str | Path
 Pair = tuple[PathLike, PathLike]
 MERGE_PARTS = ("wedge", "plain")  # the models whose restorations a merged one keeps beside it (component_path)
 
+
 def output_paths(pairs: Sequence[tuple[Path, Path]], output: PathLike | Sequence[PathLike]) -> list[Path]:
     """One output per pair: a list of the same length, a file for a single pair, else a folder."""
     if isinstance(output, (str, Path)):
